@@ -1,0 +1,33 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch: on this project's machines pip finds this release on local disk in seconds,
+# while a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+DEMO_DIR ?= demo_output
+
+.PHONY: install test demo lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/cbt-llm validate cbt_llm/data/sample/cbt_qa_sample.jsonl
+	$(BIN)/cbt-llm build --output $(DEMO_DIR)/cbt_qa
+	@echo "Open $(DEMO_DIR)/cbt_qa/README.md (dataset card); load it with: load_dataset('$(DEMO_DIR)/cbt_qa')"
+
+lint: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
+	$(BIN)/ruff check cbt_llm tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

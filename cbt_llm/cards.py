@@ -1,0 +1,126 @@
+"""Dataset and model cards rendered from the Jinja templates in ``dataset_cards/`` and ``model_cards/``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .crisis import crisis_resources
+from .prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, builtin_prompt_by_version
+from .records import RecordSet
+
+QUESTION_SOURCES = ("sample", "psyqa", "other")
+
+
+def template_path(folder: str, name: str) -> Path:
+    """A card template: package data in an installed wheel, the top-level folder in a source checkout."""
+    packaged = resources.files("cbt_llm") / folder / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent / folder / name
+    if checkout.is_file():
+        return checkout
+    raise FileNotFoundError(f"card template {folder}/{name} is missing from the cbt_llm installation")
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "n>1M"
+
+
+def _token_total(records: list[dict], name: str) -> int | None:
+    counts = [r["source"][name] for r in records if r["source"][name] is not None]
+    return sum(counts) if counts else None
+
+
+def render_dataset_card(
+    record_set: RecordSet,
+    splits: dict[str, dict[str, tuple[int, int]]],
+    split_ratios: tuple[float, float, float],
+    system_prompt: str,
+    from_sample: bool = False,
+    repo_id: str = "cbt_qa",
+    pretty_name: str = "CBT QA",
+    license: str | None = None,
+    questions_source: str | None = None,
+) -> str:
+    """The README.md of a built dataset folder: YAML (license, configs, features, splits) and body.
+
+    ``splits`` maps config -> split -> (rows, parquet bytes). The license defaults to the project's
+    Apache-2.0 for the bundled sample and to ``other`` for generated data, whose questions have their
+    own terms.
+    """
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from .dataset import FEATURES
+
+    questions_source = questions_source or ("sample" if from_sample else "psyqa")
+    if questions_source not in QUESTION_SOURCES:
+        raise ValueError(f"questions_source must be one of {QUESTION_SOURCES}, got {questions_source!r}")
+    records = record_set.records
+    card_data = DatasetCardData(
+        pretty_name=pretty_name,
+        license=license or ("apache-2.0" if from_sample else "other"),
+        language=["zh"],
+        task_categories=["text-generation", "question-answering"],
+        size_categories=[_size_category(len(records))],
+        tags=["cbt", "mental-health", "psychology", "counseling", "sft", "chinese"],
+    )
+    MetadataConfigs(
+        {
+            config: {
+                "data_files": [{"split": split, "path": f"{config}/{split}-*"} for split in parts],
+                **({"default": True} if config == "default" else {}),
+            }
+            for config, parts in splits.items()
+        }
+    ).to_dataset_card_data(card_data)
+    DatasetInfosDict(
+        {
+            config: datasets.DatasetInfo(
+                features=FEATURES[config],
+                splits=datasets.SplitDict(
+                    {split: datasets.SplitInfo(split, num_bytes=size, num_examples=n)
+                     for split, (n, size) in parts.items()}
+                ),
+                dataset_size=sum(size for _, size in parts.values()),
+            )
+            for config, parts in splits.items()
+        }
+    ).to_dataset_card_data(card_data)
+    versions = Counter(r["source"]["prompt_version"] or "unknown" for r in records)
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path("dataset_cards", "cbt_qa.md")),
+        pretty_name=pretty_name,
+        repo_id=repo_id,
+        cbt_llm_version=__version__,
+        from_sample=from_sample,
+        questions_source=questions_source,
+        num_records=len(records),
+        num_dropped=sum(record_set.dropped.values()),
+        dropped=record_set.dropped.most_common(),
+        models=Counter(r["source"]["model"] or "unknown" for r in records).most_common(),
+        prompt_versions=versions.most_common(),
+        prompts=[p for p in map(builtin_prompt_by_version, versions) if p is not None],
+        prompt_tokens=_token_total(records, "prompt_tokens"),
+        completion_tokens=_token_total(records, "completion_tokens"),
+        steps=CBT_STEPS,
+        distortions=[
+            (" / ".join(COGNITIVE_DISTORTIONS.get(label, (label,))), n)
+            for label, n in Counter(d for r in records for d in r["distortions"]).most_common()
+        ],
+        system_prompt=system_prompt,
+        split_ratios=[f"{r:g}" for r in split_ratios],
+        split_sizes=[(split, n) for split, (n, _) in splits["default"].items()],
+        crisis_resources=[str(r) for r in crisis_resources()],
+    )
+    return str(card)

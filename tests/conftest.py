@@ -1,0 +1,48 @@
+"""Shared test set-up: an empty Hugging Face cache per run and no network for the hub clients."""
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SHARED_PSYQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "psyqa" / "PsyQA_example.json"
+_HF_HOME = None
+
+
+def pytest_configure(config):
+    # Runs before any test module imports datasets or huggingface_hub, which read these at import.
+    global _HF_HOME
+    _HF_HOME = tempfile.mkdtemp(prefix="cbt-llm-test-hf-")
+    os.environ["HF_HOME"] = _HF_HOME
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+def pytest_unconfigure(config):
+    if _HF_HOME:
+        shutil.rmtree(_HF_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def psyqa_example() -> Path:
+    """The public PsyQA sample from ../shared (never copied into the project); skipped when absent."""
+    if not SHARED_PSYQA.is_file():
+        pytest.skip("../shared/data/psyqa/PsyQA_example.json is not beside this checkout")
+    return SHARED_PSYQA
+
+
+@pytest.fixture
+def cli():
+    """Run the real `cbt-llm` console script; returns the CompletedProcess."""
+    import subprocess
+
+    script = Path(sys.executable).parent / "cbt-llm"
+
+    def run(*args, cwd=None, check=False):
+        return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                              check=check, timeout=300)
+
+    return run
