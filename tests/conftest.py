@@ -17,6 +17,7 @@ def pytest_configure(config):
     global _HF_HOME
     _HF_HOME = tempfile.mkdtemp(prefix="cbt-llm-test-hf-")
     os.environ["HF_HOME"] = _HF_HOME
+    os.environ["CBT_LLM_CACHE"] = os.path.join(_HF_HOME, "cbt_llm")  # the tiny model is made here once per run
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
@@ -32,6 +33,14 @@ def psyqa_example() -> Path:
     if not SHARED_PSYQA.is_file():
         pytest.skip("../shared/data/psyqa/PsyQA_example.json is not beside this checkout")
     return SHARED_PSYQA
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The library's tiny random Llama (created on first use in this run's cache)."""
+    from cbt_llm.tiny_model import tiny_model_path
+
+    return tiny_model_path()
 
 
 @pytest.fixture
