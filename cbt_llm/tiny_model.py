@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 TINY_MODEL_NAME = "cbt-llm/tiny-random-llama"
-_VERSION = "v1"
+_VERSION = "v2"
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # ChatML, with {% generation %} marks so TRL's assistant_only_loss can find the assistant turns.
 CHAT_TEMPLATE = (
@@ -85,7 +85,7 @@ def _write_tiny_model(folder: Path) -> None:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
