@@ -1,0 +1,403 @@
+"""A reusable asynchronous request engine for OpenAI-compatible APIs (OpenAI, vLLM, transformers serve, ...).
+
+``RequestEngine.request(payload)`` sends one request body (a chat-completions payload by
+default) and returns the response JSON, taking care of everything a long, paid run needs:
+
+* a concurrency limit (requests in flight),
+* optional requests-per-minute and tokens-per-minute limits,
+* a shared, adaptive rate limit learned from 429 answers and ``Retry-After``: the whole client
+  pauses for the server's ``Retry-After`` and then paces requests at a rate estimated from what
+  the server accepted, creeping back up while no 429 comes (AIMD), so that with no rate flag at
+  all throughput settles near the server's limit without a storm of 429s,
+* retries with exponential backoff and full jitter for 5xx, timeouts and dropped connections,
+  honouring ``Retry-After`` when a 5xx carries one, with a bounded number of attempts,
+* fatal errors (401/403 key, 404 model or URL, 400/422 bad request, exhausted quota) raise
+  ``FatalAPIError`` at once with a plain message, so the caller stops the run.
+
+The API key is only held by the underlying ``openai`` client and is scrubbed from every error
+message. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CbtLlmError
+
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MAX_RATE_LIMITED = 50   # 429s one request may see before it fails; the run as a whole slows down first
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+class FatalAPIError(CbtLlmError):
+    """An error no retry can fix (bad key, unknown model, bad request): the run stops."""
+
+
+class RequestFailed(Exception):
+    """A request that still failed after its attempts; ``reason`` says why (for the record's ``reason``)."""
+
+    def __init__(self, reason: str, attempts: int):
+        super().__init__(reason)
+        self.reason, self.attempts = reason, attempts
+
+
+@dataclass
+class Response:
+    """A successful response: the JSON body plus how it went."""
+
+    body: dict
+    attempts: int
+    latency: float
+
+
+@dataclass
+class EngineStats:
+    """Counters over the engine's lifetime."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0
+    errors: Counter = field(default_factory=Counter)  # "429", "500", "timeout", "connection", ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if present."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(when - (now if now is not None else time.time()), 0.0)
+
+
+class AdaptiveRateLimiter:
+    """A client-wide pacer: optional fixed caps (rpm, tpm) plus a rate learned from 429s.
+
+    Until 429s show up there is no learned limit (only the caps). When 429s answer a real share of
+    the requests sent in the last second (at least ``signal_share`` and ``signal_count`` of them: a
+    rate limit, not a stray 429), every request pauses for ``Retry-After``. When the pause ends the rate is set
+    to ``decrease`` x the rate the server accepted over the ``window`` seconds before the signal
+    (requests sent minus those answered 429, over at least one second), and it then grows by
+    ``increase`` of itself per second until the next signal (multiplicative probing, so a rate
+    learned from a burst recovers in seconds). A 429 for a request sent before the last adjustment
+    does not adjust again; an isolated 429 only delays its own request.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, increase: float = 0.1,
+                 decrease: float = 0.95, min_rate: float = 0.05, window: float = 2.0, signal_share: float = 0.2,
+                 signal_count: int = 3, clock=time.monotonic):
+        self.cap = rpm / 60.0 if rpm else None
+        self.tpm = tpm
+        self.increase, self.decrease, self.min_rate = increase, decrease, min_rate
+        self.clock = clock
+        self.base_rate: float | None = None   # learned rate at the last adjustment
+        self.adjusted_at = clock()
+        self.first_send: float | None = None
+        self.pause_until = 0.0
+        self.next_send = 0.0
+        self.pending: float | None = None      # time of a rate-limit signal waiting for the pause to end
+        self.rate_limit_events = 0
+        self.window, self.signal_share, self.signal_count = window, signal_share, signal_count
+        self._sends: deque[float] = deque()
+        self._limited_sends: deque[float] = deque()
+        self._tokens = float(tpm) if tpm else 0.0
+        self._tokens_at = clock()
+
+    @property
+    def rate(self) -> float | None:
+        """The current allowed requests per second (None when unlimited)."""
+        learned = None
+        if self.base_rate is not None:
+            elapsed = max(self.clock() - self.adjusted_at, 0.0)
+            learned = self.base_rate * (1.0 + self.increase) ** min(elapsed, 600.0)
+        if learned is None:
+            return self.cap
+        return min(learned, self.cap) if self.cap else learned
+
+    def _adjust(self, now: float) -> None:
+        event = self.pending
+        self.pending = None
+        low = event - self.window
+        sent = sum(1 for t in self._sends if low <= t <= event)
+        limited = sum(1 for t in self._limited_sends if low <= t <= event)
+        span = max(min(self.window, event - (self.first_send or event)), 1.0)
+        measured = max(sent - limited, 1) / span
+        current = self.rate
+        new = self.decrease * measured
+        if current is not None:
+            new = max(new, 0.5 * current)  # one bad estimate must not collapse the rate
+        self.base_rate = max(new, self.min_rate)
+        self.adjusted_at = now
+
+    def _trim(self, now: float) -> None:
+        horizon = now - 3 * self.window
+        while self._sends and self._sends[0] < horizon:
+            self._sends.popleft()
+        while self._limited_sends and self._limited_sends[0] < horizon:
+            self._limited_sends.popleft()
+
+    async def acquire(self, tokens: int = 0) -> float:
+        """Wait for permission to send one request (of about ``tokens`` tokens); returns the send time."""
+        while True:
+            now = self.clock()
+            if now < self.pause_until:
+                await asyncio.sleep(self.pause_until - now)
+                continue
+            if self.pending is not None:
+                self._adjust(now)
+            rate = self.rate
+            at = now
+            if rate:
+                at = max(now, self.next_send)
+                self.next_send = at + 1.0 / rate
+            if self.tpm and tokens:
+                at = max(at, self._token_time(tokens, at))
+            if at > now:
+                await asyncio.sleep(at - now)
+                if self.clock() < self.pause_until:
+                    continue
+            sent = self.clock()
+            if self.first_send is None:
+                self.first_send = sent
+            self._sends.append(sent)
+            self._trim(sent)
+            return sent
+
+    def _token_time(self, tokens: int, at: float) -> float:
+        """Reserve ``tokens`` from the tokens-per-minute bucket; returns when they are available."""
+        refill = self.tpm / 60.0
+        self._tokens = min(float(self.tpm), self._tokens + (at - self._tokens_at) * refill)
+        self._tokens_at = at
+        need = min(tokens, self.tpm)
+        self._tokens -= need
+        if self._tokens >= 0:
+            return at
+        return at + (-self._tokens) / refill
+
+    def settle_tokens(self, estimated: int, actual: int) -> None:
+        """Correct the token bucket once the real usage is known."""
+        if self.tpm:
+            self._tokens += estimated - actual
+
+    def record(self, limited: bool) -> None:
+        """Note a response that was not a 429 (kept for symmetry; the share uses send times)."""
+
+    def limited_share(self, now: float) -> tuple[float, int]:
+        """Share of the requests sent in the last second that were answered 429, and how many were."""
+        low = now - 1.0
+        sent = sum(1 for t in self._sends if t >= low)
+        limited = sum(1 for t in self._limited_sends if t >= low)
+        return (limited / sent if sent else 1.0), limited
+
+    def on_rate_limited(self, sent_at: float, retry_after: float | None, consecutive: int) -> float:
+        """Record a 429 for a request sent at ``sent_at``; returns how long that request itself should wait.
+
+        When 429s answer a real share of the requests sent in the last second (``signal_share``, at
+        least ``signal_count`` of them) the whole client pauses for ``Retry-After`` and the rate is
+        re-learned; an isolated 429 only makes its own request wait. Requests still in flight count
+        as accepted, so the slow successes do not make a few fast 429s look like a flood.
+        """
+        now = self.clock()
+        wait = retry_after if retry_after is not None else min(0.5 * 2 ** max(consecutive - 1, 0), 30.0)
+        wait *= 1.0 + 0.1 * random.random()
+        self._limited_sends.append(sent_at)
+        share, count = self.limited_share(now)
+        if count < self.signal_count or share < self.signal_share:
+            return wait
+        self.pause_until = max(self.pause_until, now + wait)
+        if sent_at >= self.adjusted_at and self.pending is None:
+            self.pending = now
+            self.rate_limit_events += 1
+        return 0.0
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+
+class RequestEngine:
+    """Send OpenAI-compatible requests concurrently with shared rate control and retries.
+
+    ``endpoint`` is the path under the base URL (``/chat/completions`` by default); payloads are
+    sent as JSON and responses returned as parsed JSON. Use as an async context manager, or call
+    ``aclose()``.
+    """
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, concurrency: int = 16,
+                 rpm: float | None = None, tpm: float | None = None, timeout: float = 120.0,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, max_rate_limited: int = DEFAULT_MAX_RATE_LIMITED,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0, endpoint: str = "/chat/completions"):
+        import openai
+
+        httpx = _httpx()
+
+        if concurrency < 1:
+            raise CbtLlmError(f"concurrency must be at least 1, got {concurrency}")
+        self._api_key = api_key
+        self.base_url = base_url
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.max_attempts, self.max_rate_limited = max_attempts, max_rate_limited
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.timeout = timeout
+        self.limiter = AdaptiveRateLimiter(rpm, tpm)
+        self.stats = EngineStats()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+        self._http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=httpx.Timeout(timeout, connect=10.0))
+        self._client = openai.AsyncOpenAI(api_key=api_key or "no-key", base_url=base_url, max_retries=0,
+                                          timeout=timeout, http_client=self._http)
+        self._openai = openai
+
+    async def __aenter__(self) -> "RequestEngine":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _where(self) -> str:
+        return str(self._client.base_url).rstrip("/") + self.endpoint
+
+    def _fatal(self, err: Exception, status: int | None) -> FatalAPIError:
+        message = _scrub(getattr(err, "message", None) or str(err), self._api_key)
+        where = self._where()
+        if status in (401, 403):
+            hint = ("the server rejected the API key; set it in OPENAI_API_KEY or name another variable "
+                    "with --api-key-env")
+        elif status == 404:
+            hint = "model or endpoint not found; check --model and --base-url"
+        elif status in (400, 422):
+            hint = "the server rejected the request as invalid"
+        elif status == 429:
+            hint = "quota exhausted; check the account's plan and billing"
+        else:
+            hint = "unrecoverable error"
+        return FatalAPIError(f"{where}: HTTP {status}: {hint} ({message})")
+
+    async def request(self, payload: dict, *, estimated_tokens: int = 0) -> Response:
+        """Send one payload with retries; returns the response or raises ``RequestFailed``/``FatalAPIError``."""
+        openai = self._openai
+        attempts = limited = failures = 0
+        started = time.monotonic()
+        last_reason = "no attempt"
+        while True:
+            wait: float | None = None
+            async with self._semaphore:
+                sent_at = await self.limiter.acquire(estimated_tokens)
+                attempts += 1
+                self.stats.sent += 1
+                try:
+                    body = await self._client.post(self.endpoint, body=payload, cast_to=object)
+                except openai.APIStatusError as err:
+                    status = err.status_code
+                    headers = err.response.headers if err.response is not None else None
+                    code = _error_code(err)
+                    if status == 429 and code != "insufficient_quota":
+                        # rate limited: does not use up an attempt; the limiter decides who waits
+                        limited += 1
+                        self.stats.errors["429"] += 1
+                        own_wait = self.limiter.on_rate_limited(sent_at, parse_retry_after(headers), limited)
+                        if limited >= self.max_rate_limited:
+                            self.stats.failed += 1
+                            raise RequestFailed(f"HTTP 429 rate limited {limited} times", attempts) from None
+                        self.stats.retries += 1
+                        last_reason = "HTTP 429 rate limited"
+                        continue_after = own_wait
+                    elif status not in RETRYABLE_STATUS or status == 429:
+                        raise self._fatal(err, status) from None
+                    else:
+                        continue_after = None
+                        self.limiter.record(False)
+                        self.stats.errors[str(status)] += 1
+                        last_reason = f"HTTP {status}: {_scrub(_short(err), self._api_key)}"
+                        wait = parse_retry_after(headers)
+                except openai.APITimeoutError:
+                    continue_after = None
+                    self.stats.errors["timeout"] += 1
+                    last_reason = f"timed out after {self.timeout:g} s"
+                except openai.APIConnectionError as err:
+                    continue_after = None
+                    self.stats.errors["connection"] += 1
+                    last_reason = f"connection error: {_scrub(_short(err), self._api_key)}"
+                else:
+                    continue_after = None
+                    if not isinstance(body, dict):
+                        self.stats.errors["bad response"] += 1
+                        last_reason = "response is not a JSON object"
+                    else:
+                        self.limiter.record(False)
+                        self.stats.succeeded += 1
+                        usage = body.get("usage") or {}
+                        prompt_tokens = _int(usage.get("prompt_tokens"))
+                        completion_tokens = _int(usage.get("completion_tokens"))
+                        self.stats.prompt_tokens += prompt_tokens
+                        self.stats.completion_tokens += completion_tokens
+                        if estimated_tokens:
+                            self.limiter.settle_tokens(estimated_tokens, prompt_tokens + completion_tokens)
+                        return Response(body, attempts, time.monotonic() - started)
+            if continue_after is not None:  # a 429: wait (alone, or with everyone in acquire) and go again
+                if continue_after:
+                    await asyncio.sleep(continue_after)
+                continue
+            failures += 1
+            if failures >= self.max_attempts:
+                self.stats.failed += 1
+                raise RequestFailed(f"{last_reason} (after {attempts} attempts)", attempts)
+            self.stats.retries += 1
+            await asyncio.sleep(wait if wait is not None else self._backoff(failures))
+
+
+def _httpx():
+    """The HTTP library the installed ``openai`` is built on (``httpx``, or its successor ``httpx2``)."""
+    from openai import _base_client
+
+    return getattr(_base_client, "httpx2", None) or getattr(_base_client, "httpx")
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _short(err: Exception) -> str:
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    return text.splitlines()[0][:200]
+
+
+def _error_code(err: Exception) -> str | None:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+            return inner["code"]
+    return getattr(err, "code", None) if isinstance(getattr(err, "code", None), str) else None

@@ -1,0 +1,94 @@
+"""The request engine against the loopback chat server: retries, shared backoff, rate limits, fatal errors."""
+
+import asyncio
+import time
+
+import pytest
+from chat_server import ChatServer
+
+from cbt_llm.client import FatalAPIError, RequestEngine, RequestFailed, parse_retry_after
+
+PAYLOAD = {"model": "test-model", "messages": [{"role": "user", "content": "你好"}]}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def send_all(server, n, **engine_options):
+    engine_options.setdefault("concurrency", 8)
+    engine_options.setdefault("backoff_base", 0.05)
+    async with RequestEngine(base_url=server.base_url, api_key="sk-test-secret-key", **engine_options) as engine:
+        results = await asyncio.gather(*(engine.request({**PAYLOAD, "messages": [{"role": "user", "content": f"q{i}"}]})
+                                         for i in range(n)), return_exceptions=True)
+    return engine, results
+
+
+def test_parse_retry_after():
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "Wed, 25 Nov 2026 00:00:10 GMT"}, now=1795564800.0) == 10.0
+    assert parse_retry_after({}) is None and parse_retry_after({"retry-after": "soon"}) is None
+
+
+def test_retries_500_dropped_connections_and_timeouts():
+    with ChatServer() as server:
+        server.script.extend(["500", "drop", "slow", "500"])
+        server.slow_latency = 3.0
+        engine, results = run(send_all(server, 4, concurrency=1, timeout=1.0))
+        assert all(not isinstance(r, Exception) for r in results), results
+        assert server.stats.answered == 4
+        assert engine.stats.errors == {"500": 2, "connection": 1, "timeout": 1}
+        assert engine.stats.retries == 4 and engine.stats.sent == 8
+        assert results[0].body["choices"][0]["message"]["content"]
+
+
+def test_attempts_are_bounded():
+    with ChatServer(p500=1.0) as server:
+        engine, results = run(send_all(server, 1, max_attempts=3))
+        assert isinstance(results[0], RequestFailed)
+        assert "HTTP 500" in results[0].reason and "after 3 attempts" in results[0].reason
+        assert server.stats.requests == 3
+
+
+def test_429_pauses_every_request_for_retry_after():
+    with ChatServer(retry_after=0.6, send_retry_after_ms=True) as server:
+        server.script.extend(["429"])
+        start = time.monotonic()
+        engine, results = run(send_all(server, 1, concurrency=1))
+        assert not isinstance(results[0], Exception)
+        assert time.monotonic() - start >= 0.6
+        assert engine.stats.errors["429"] == 1 and server.stats.answered == 1
+
+
+@pytest.mark.parametrize("status,words", [(401, "API key"), (404, "not found"), (400, "invalid")])
+def test_fatal_errors_raise_at_once_without_the_key(status, words):
+    with ChatServer(status=status) as server:
+        engine, results = run(send_all(server, 3))
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert errors and all(isinstance(e, FatalAPIError) for e in errors)
+        assert words in str(errors[0]) and f"HTTP {status}" in str(errors[0])
+        assert "sk-test-secret-key" not in str(errors[0])
+        assert server.stats.auth_headers == {"Bearer sk-test-secret-key"}
+
+
+def test_rpm_cap_paces_requests():
+    with ChatServer() as server:
+        start = time.monotonic()
+        run(send_all(server, 11, rpm=600))  # 10 per second: 11 requests take about 1 s
+        assert time.monotonic() - start >= 0.9
+        times = server.stats.answer_times
+        assert times[-1] - times[0] >= 0.9
+
+
+@pytest.mark.slow
+def test_adaptive_backoff_settles_near_the_server_limit():
+    """No rate flag: 120 requests at concurrency 64 against 20 req/s; few 429s, near the limit."""
+    with ChatServer(rate_limit=20, latency=0.05) as server:
+        engine, results = run(send_all(server, 160, concurrency=64))
+        assert all(not isinstance(r, Exception) for r in results)
+        stats = server.stats
+        assert stats.answered == 160
+        assert stats.rate_limited <= stats.answered / 2
+        assert stats.throughput >= 0.85 * 20, (stats.throughput, stats.rate_limited)
+        assert engine.limiter.rate_limit_events >= 1
