@@ -28,6 +28,7 @@ from typing import Any
 
 from . import __version__
 from .errors import CbtLlmError
+from .train import RESOLVED_RECIPE
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +127,11 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
 
     name = repo_id.split("/")[-1]
     if not card_text or not card_text.strip():
-        card_text = (f"---\n---\n\n# {name}\n\nA LoRA adapter trained with "
-                     "[cbt-llm](https://github.com/) on CBT-structured mental-health QA. It is a research "
-                     "artifact, not a clinical tool.\n")
+        card_text = (f"---\n---\n\n# {name}\n\nA LoRA adapter trained with cbt-llm on CBT-structured "
+                     "mental-health QA. It is a research artifact, not a clinical tool.\n")
     card = ModelCard(card_text)
+    if (folder / RESOLVED_RECIPE).is_file() and (folder / "trainer_state.json").is_file():
+        card = _regenerated_card(card, folder, repo_id, base_model, dataset_repo_id)
     card.data.library_name = "peft"
     if base_model:
         card.data.base_model = base_model
@@ -156,6 +158,33 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
         body = body.rstrip("\n") + "\n\n" + section + "\n"
     card.text = body
     return str(card)
+
+
+def _regenerated_card(old: Any, folder: Path, repo_id: str, base_model: str | None,
+                      dataset_repo_id: str | None) -> Any:
+    """Re-render a cbt-llm adapter's card from its run files, for the Hub repo; evaluation results carry over."""
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from .cards import render_model_card
+
+    recipe = yaml.safe_load((folder / RESOLVED_RECIPE).read_text(encoding="utf-8"))
+    state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    datasets = old.data.datasets or [recipe.get("hub_dataset_id") or recipe.get("dataset_name") or "cbt_qa"]
+    datasets = [datasets] if isinstance(datasets, str) else datasets
+    card = ModelCard(render_model_card(
+        base_model=base_model or old.data.base_model or recipe["model_name_or_path"],
+        dataset_id=dataset_repo_id or datasets[0],
+        license=old.data.license or recipe.get("model_license", "apache-2.0"),
+        recipe=recipe,
+        log_history=state.get("log_history", []),
+        system_prompt=recipe.get("system_prompt", ""),
+        repo_id=repo_id,
+    ))
+    if old.data.eval_results:
+        card.data.eval_results = old.data.eval_results
+        card.data.model_name = old.data.model_name or card.data.model_name
+    return card
 
 
 CardFn = Callable[..., str]

@@ -43,6 +43,21 @@ def tiny_model() -> Path:
     return tiny_model_path()
 
 
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
+    """A LoRA adapter trained for a few steps with the tiny-cpu recipe through the real CLI (shared, read-only)."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("tiny-adapter") / "adapter"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cbt-llm"), "train", "--config", "tiny-cpu", "--output_dir", str(out),
+         "--max_steps", "6", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
 @pytest.fixture
 def cli():
     """Run the real `cbt-llm` console script; returns the CompletedProcess."""

@@ -347,6 +347,22 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(tmp_path, dataset_dir, ad
         push_dataset(dataset_dir, "org/cbt", dry_run=tmp_path / "ds")
 
 
+def test_a_trained_adapters_card_is_rendered_again_for_its_hub_repo(tmp_path, tiny_adapter):
+    from huggingface_hub import ModelCard
+
+    result = push_adapter(tiny_adapter, "org/cbt-tiny", dry_run=tmp_path / "ad", dataset_repo_id="org/cbt",
+                          base_model="org/tiny-random-llama")
+    written = visible_files(tmp_path / "ad")
+    assert sorted(written) == sorted(result.files)
+    assert "training_recipe.yaml" in written and "loss_curve.png" in written
+    card = ModelCard.load(tmp_path / "ad" / "README.md")
+    assert card.data.base_model == "org/tiny-random-llama" and card.data.datasets == ["org/cbt"]
+    # The template's usage snippets now name the Hub repo, not the training machine's folder.
+    assert 'AutoPeftModelForCausalLM.from_pretrained("org/cbt-tiny")' in card.text
+    assert "--lora-modules cbt=org/cbt-tiny" in card.text and str(tiny_adapter) not in card.text
+    assert "| `lora_r` | `16` |" in card.text and "12356" in card.text
+
+
 def test_cli_dry_run_lists_the_files_and_uploads_nothing(hub, work, adapter):
     result = cli(hub, work, "push", "adapter", adapter.folder, "--repo-id", "alice/never", "--dry-run",
                  work / "dry", token=None)
