@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 DEMO_DIR ?= demo_output
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean bench
 
 install: $(VENV)/.installed
 
@@ -31,3 +31,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info
+
+bench: install
+	$(BIN)/python benchmarks/generate_throughput.py

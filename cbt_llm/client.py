@@ -120,6 +120,7 @@ class AdaptiveRateLimiter:
         self.next_send = 0.0
         self.pending: float | None = None      # time of a rate-limit signal waiting for the pause to end
         self.rate_limit_events = 0
+        self.last_measured: float | None = None  # the accepted rate measured at the last signal
         self.window, self.signal_share, self.signal_count = window, signal_share, signal_count
         self._sends: deque[float] = deque()
         self._limited_sends: deque[float] = deque()
@@ -145,6 +146,7 @@ class AdaptiveRateLimiter:
         limited = sum(1 for t in self._limited_sends if low <= t <= event)
         span = max(min(self.window, event - (self.first_send or event)), 1.0)
         measured = max(sent - limited, 1) / span
+        self.last_measured = measured
         current = self.rate
         new = self.decrease * measured
         if current is not None:
@@ -201,9 +203,6 @@ class AdaptiveRateLimiter:
         """Correct the token bucket once the real usage is known."""
         if self.tpm:
             self._tokens += estimated - actual
-
-    def record(self, limited: bool) -> None:
-        """Note a response that was not a 429 (kept for symmetry; the share uses send times)."""
 
     def limited_share(self, now: float) -> tuple[float, int]:
         """Share of the requests sent in the last second that were answered 429, and how many were."""
@@ -338,7 +337,6 @@ class RequestEngine:
                         raise self._fatal(err, status) from None
                     else:
                         continue_after = None
-                        self.limiter.record(False)
                         self.stats.errors[str(status)] += 1
                         last_reason = f"HTTP {status}: {_scrub(_short(err), self._api_key)}"
                         wait = parse_retry_after(headers)
@@ -356,7 +354,6 @@ class RequestEngine:
                         self.stats.errors["bad response"] += 1
                         last_reason = "response is not a JSON object"
                     else:
-                        self.limiter.record(False)
                         self.stats.succeeded += 1
                         usage = body.get("usage") or {}
                         prompt_tokens = _int(usage.get("prompt_tokens"))

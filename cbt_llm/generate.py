@@ -301,7 +301,7 @@ class GenerateSummary:
             + (f"; {self.skipped} already done" if self.skipped else ""),
             f"requests {self.requests}, retries {self.retries}"
             + (", errors: " + ", ".join(f"{k} x{n}" for k, n in self.errors.most_common()) if self.errors else "")
-            + (f"; slowed down {self.rate_limit_events}x for 429s, settled near {self.learned_rate:.1f} req/s"
+            + (f"; slowed down {self.rate_limit_events}x for 429s (server accepted about {self.learned_rate:.1f} req/s)"
                if self.rate_limit_events and self.learned_rate else ""),
             f"tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens}"
             + (f"; cost about ${self.cost():.4f}" if self.cost() is not None else ""),
@@ -521,7 +521,7 @@ async def agenerate(input: str | Path, output: str | Path, model: str, opts: Gen
         summary.prompt_tokens, summary.completion_tokens = stats.prompt_tokens, stats.completion_tokens
         summary.requests, summary.retries, summary.errors = stats.sent, stats.retries, stats.errors
         summary.rate_limit_events = engine.limiter.rate_limit_events
-        summary.learned_rate = engine.limiter.rate
+        summary.learned_rate = engine.limiter.last_measured
     final = OutputFile(output).read().records
     summary.file_counts = Counter(r.get("status") for r in final.values())
     ok_texts = {i: r.get("response", "") for i, r in final.items() if r.get("status") == "ok"}

@@ -51,7 +51,7 @@ def test_attempts_are_bounded():
         assert server.stats.requests == 3
 
 
-def test_429_pauses_every_request_for_retry_after():
+def test_an_isolated_429_waits_for_its_retry_after():
     with ChatServer(retry_after=0.6, send_retry_after_ms=True) as server:
         server.script.extend(["429"])
         start = time.monotonic()
