@@ -3,15 +3,15 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from chat_server import ChatServer
+
+from cbt_llm.local_server import transformers_serve
 from test_generate import write_questions
 
 CLI = Path(sys.executable).parent / "cbt-llm"
@@ -71,32 +71,10 @@ def test_killed_three_times_then_completed_every_id_exactly_once(tmp_path):
     assert "already done" in final.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_real_transformers_serve_answers_are_rejected_end_to_end(tmp_path, tiny_model, cli, monkeypatch):
     """`transformers serve` with the tiny random model: gibberish answers, rejected with a reason, run completes."""
-    port = _free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "transformers"), "serve", str(tiny_model),
-                               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "transformers serve did not start"
-            time.sleep(0.5)
+    with transformers_serve(tiny_model) as base_url:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         questions = write_questions(tmp_path / "q.jsonl", 3)
         out = tmp_path / "out.jsonl"
@@ -114,11 +92,3 @@ def test_real_transformers_serve_answers_are_rejected_end_to_end(tmp_path, tiny_
         again = cli("generate", "--input", questions, "--output", out, "--model", str(tiny_model),
                     "--base-url", base_url)
         assert again.returncode == 0 and "3 already done" in again.stdout
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        server.stderr.close()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -10,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cbt_llm.local_server import free_port
 from cbt_llm.train import parse_args, shipped_recipes
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_thisIsNotARealTokenButMustNeverLeak42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def losses(output_dir, key="loss"):
