@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ import pytest
 from cbt_llm.dataset import build_dataset
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.hub import adapter_card_for_hub, push_adapter, push_dataset
+from cbt_llm.local_server import free_port
 
 from helpers import make_record, write_jsonl
 from hub_server import HubServer, hub_env
@@ -395,12 +395,6 @@ def test_card_regeneration_is_idempotent_and_takes_a_hook(tmp_path, adapter):
 
 # ---------------------------------------------------------------- errors
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("case, args, token, expected", [
     ("no token", ("push", "dataset", "{ds}", "--repo-id", "alice/x"), None, "no Hugging Face token"),
     ("bad token", ("push", "dataset", "{ds}", "--repo-id", "alice/x"), "hf_not_a_valid_token",
@@ -428,7 +422,7 @@ def test_errors_are_one_clear_line(hub, work, dataset_dir, pushed_dataset, case,
 
 
 def test_no_network_is_a_clear_error(hub, work, dataset_dir):
-    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     for args in (("push", "dataset", dataset_dir, "--repo-id", "alice/x"),
                  ("pull", "dataset", "alice/cbt_qa", "--output", work / "unreachable")):
         result = cli(hub, work, *args, endpoint=endpoint, check=False)
