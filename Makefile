@@ -33,4 +33,4 @@ clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info
 
 bench: install
-	$(BIN)/python benchmarks/generate_throughput.py
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
