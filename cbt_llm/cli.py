@@ -232,6 +232,203 @@ def _add_generate_commands(commands) -> None:
     annotate.set_defaults(run=_annotate)
 
 
+def _chat(args: argparse.Namespace) -> str:
+    from .chat import GenerationSettings, chat_main
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    return chat_main(adapter=args.adapter, base=args.base, model=args.model, base_url=args.base_url,
+                     api_key_env=args.api_key_env, language=args.language, settings=settings,
+                     context_tokens=args.context_tokens, device=args.device, revision=args.revision,
+                     system_prompt=args.system_prompt, judge_model=args.judge_model,
+                     judge_base_url=args.judge_base_url)
+
+
+def _merge(args: argparse.Namespace) -> str:
+    from .merge import merge_adapter
+
+    output = merge_adapter(args.adapter, args.output, revision=args.revision)
+    return f"merged adapter {args.adapter} into its base model: {output} (model card: {output / 'README.md'})"
+
+
+def _add_chat_commands(commands) -> None:
+    """The chat and merge subcommands (issue 7)."""
+    from .chat import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ENDPOINT_CONTEXT_TOKENS
+
+    chat = commands.add_parser(
+        "chat", help="talk to a fine-tuned adapter (or a served model) in the terminal, behind the crisis guard",
+        description="Streaming multi-turn chat with the counselling system line. Every message is checked for "
+                    "risk first: on a crisis the reply is a fixed, caring answer with crisis resources and the "
+                    "model is not asked; on a concern the model's answer is followed by the resources. /reset "
+                    "clears the conversation, /exit (or Ctrl-D, or Ctrl-C at the prompt) ends it; Ctrl-C while "
+                    "an answer streams stops that answer. Not a substitute for professional help.")
+    local = chat.add_argument_group("local model")
+    local.add_argument("--adapter", metavar="DIR|REPO", help="a LoRA adapter folder or Hub repo id")
+    local.add_argument("--base", metavar="MODEL", help="base model (Hub id, folder or cbt-llm/tiny-random-llama): "
+                       "with --adapter, instead of the adapter's own base; alone, chat with this model")
+    local.add_argument("--revision", help="Hub branch or commit of the adapter")
+    local.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    served = chat.add_argument_group("served model (OpenAI-compatible)")
+    served.add_argument("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8000/v1 (vLLM, TGI, llama.cpp ...)")
+    served.add_argument("--model", metavar="NAME", help="the model's name on the server")
+    served.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                        help="environment variable holding the API key (default: OPENAI_API_KEY); the key itself "
+                             "is never taken from a flag")
+    gen = chat.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                     help=f"answer length cap (default: {DEFAULT_MAX_NEW_TOKENS})")
+    gen.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                     help=f"sampling temperature, 0 for greedy (default: {DEFAULT_TEMPERATURE})")
+    gen.add_argument("--top-p", type=float, default=DEFAULT_TOP_P, help=f"nucleus sampling (default: {DEFAULT_TOP_P})")
+    gen.add_argument("--seed", type=int, help="sampling seed (reproducible answers)")
+    gen.add_argument("--context-tokens", type=int, metavar="N",
+                     help="context window the history is trimmed to (default: the model's; served models: "
+                          f"{ENDPOINT_CONTEXT_TOKENS}, counted with a character-based estimate)")
+    chat.add_argument("--language", choices=("zh", "en"), default="zh",
+                      help="language of the notice and prompts (replies follow each message's language)")
+    chat.add_argument("--system-prompt", metavar="TEXT", help="system line (default: the counselling line of the "
+                      "message's language)")
+    chat.add_argument("--judge-model", metavar="NAME", help="also ask this model (OpenAI-compatible) to assess risk; "
+                      "it can only raise the level")
+    chat.add_argument("--judge-base-url", metavar="URL", help="server of --judge-model (key: --api-key-env)")
+    chat.set_defaults(run=_chat)
+
+    merge = commands.add_parser(
+        "merge", help="merge a LoRA adapter into its base model (one folder for serving)",
+        description="Load the adapter on its base, merge the LoRA weights in, and write the merged model, "
+                    "tokenizer, chat template and a model card (with the not-a-substitute statement and crisis "
+                    "resources) to --output (must be empty or new).")
+    merge.add_argument("--adapter", required=True, metavar="DIR|REPO", help="adapter folder or Hub repo id")
+    merge.add_argument("--output", required=True, metavar="DIR", help="folder to write")
+    merge.add_argument("--revision", help="Hub branch or commit of the adapter")
+    merge.set_defaults(run=_merge)
+
+
+def _predict(args: argparse.Namespace) -> str:
+    from .predict import predict
+
+    return predict(args.output, model=args.model, adapter=args.adapter, base_url=args.base_url,
+                   dataset=args.dataset, split=args.split, data_files=args.data_files, limit=args.limit,
+                   batch_size=args.batch_size, system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
+                   do_sample=args.do_sample, temperature=args.temperature, top_p=args.top_p,
+                   repetition_penalty=args.repetition_penalty, seed=args.seed, device=args.device, dtype=args.dtype,
+                   api_key_env=args.api_key_env, concurrency=args.concurrency, timeout=args.timeout,
+                   max_attempts=args.max_attempts, overwrite=args.overwrite,
+                   progress=not args.no_progress).format()
+
+
+def _evaluate(args: argparse.Namespace) -> str:
+    from .report import evaluate_systems
+
+    return evaluate_systems(args.predictions, args.output, references=args.references, names=args.names,
+                            dataset=args.dataset, data_files=args.data_files, bertscore_model=args.bertscore_model,
+                            bertscore_num_layers=args.bertscore_num_layers, bertscore=not args.no_bertscore,
+                            judgements=args.judgements, model_card=args.model_card, card_system=args.card_system,
+                            dataset_id=args.dataset_id).format()
+
+
+def _judge(args: argparse.Namespace) -> str:
+    from .judge import judge
+
+    return judge(args.predictions, args.output, args.model, base_url=args.base_url, api_key_env=args.api_key_env,
+                 dataset=args.dataset, split=args.split, data_files=args.data_files, system=args.system,
+                 concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout=args.timeout,
+                 max_attempts=args.max_attempts,
+                 max_asks=args.max_asks, temperature=args.temperature, max_tokens=args.max_tokens).format()
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser, split: bool = True) -> None:
+    data = parser.add_argument_group("questions")
+    data.add_argument("--dataset", default="cbt_qa", help="cbt_qa (the bundled sample, or --data-files), a folder "
+                      "from `cbt-llm build`, or a Hub dataset id (default: cbt_qa)")
+    data.add_argument("--data-files", nargs="+", metavar="FILE", help="records .jsonl file(s) for cbt_qa")
+    if split:
+        data.add_argument("--split", default="test", help="split to answer (default: test)")
+
+
+def _add_evaluation_commands(commands) -> None:
+    """The predict, evaluate and judge subcommands (issue 5)."""
+    predict = commands.add_parser(
+        "predict", help="answer a split's questions with a model (+ LoRA adapter) or an OpenAI-compatible endpoint",
+        description="Batched generation with transformers (left padding, longest prompts first), or requests to "
+                    "--base-url with the generation engine's concurrency and retries. The system line and "
+                    "generation settings come from the flags, else the adapter's training_recipe.yaml, else greedy "
+                    "decoding. Writes one JSON line per id (id, prediction, settings); rerun to resume.")
+    predict.add_argument("--output", required=True, metavar="PREDS.jsonl", help="predictions file (resumable)")
+    predict.add_argument("--model", help="base model (Hub id, folder or cbt-llm/tiny-random-llama; default: the "
+                         "adapter's base), or the model name on the server with --base-url")
+    predict.add_argument("--adapter", metavar="DIR|REPO", help="LoRA adapter folder or Hub repo id")
+    _add_dataset_arguments(predict)
+    predict.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    predict.add_argument("--overwrite", action="store_true", help="start the output file again")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    gen = predict.add_argument_group("generation (default: the adapter's recipe, else greedy, 512 new tokens)")
+    gen.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts per generate call (default: 8)")
+    gen.add_argument("--system-prompt", metavar="TEXT", help="system line (default: the recipe's, else the paper's)")
+    gen.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length cap")
+    gen.add_argument("--do-sample", action=argparse.BooleanOptionalAction, default=None, help="sample instead of "
+                     "greedy decoding (a --temperature above 0 implies it)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature")
+    gen.add_argument("--top-p", type=float, help="nucleus sampling")
+    gen.add_argument("--repetition-penalty", type=float, metavar="X", help="e.g. 1.1")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    gen.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                     help="weights dtype (default: bfloat16 on a GPU that has it, else float32)")
+    api = predict.add_argument_group("endpoint")
+    api.add_argument("--base-url", metavar="URL", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+                     "(vLLM with --lora-modules, transformers serve, a hosted API)")
+    api.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME", help="environment variable holding "
+                     "the API key (default: OPENAI_API_KEY)")
+    api.add_argument("--concurrency", type=int, default=16, metavar="N", help="requests in flight (default: 16)")
+    api.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds per request (default: 300)")
+    api.add_argument("--max-attempts", type=int, default=6, metavar="N", help="attempts per request (default: 6)")
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score predictions files side by side: metrics, CBT structure, report with plots",
+        description="Scores every predictions file on the questions they all share: BLEU and chrF (sacrebleu, "
+                    "zh tokenizer), BLEU-1..4, METEOR and distinct-1/2 on jieba words, character ROUGE-L, "
+                    "BERTScore, and the CBT-structure score with per-step coverage. Writes report.json, report.md "
+                    "(one table) and metrics.png / step_coverage.png to --output.")
+    evaluate.add_argument("--predictions", nargs="+", required=True, metavar="PREDS.jsonl",
+                          help="predict's output files, one per system")
+    evaluate.add_argument("--names", nargs="+", metavar="NAME", help="system names (default: the file names)")
+    evaluate.add_argument("--references", default="test", metavar="SPLIT|FILE", help="a split of --dataset, or a "
+                          "JSONL file with id and response (default: test)")
+    _add_dataset_arguments(evaluate, split=False)
+    evaluate.add_argument("--output", required=True, metavar="DIR", help="report folder")
+    evaluate.add_argument("--bertscore-model", metavar="NAME|DIR", help="BERTScore model (default: bert-base-chinese)")
+    evaluate.add_argument("--bertscore-num-layers", type=int, metavar="N", help="layer to use (default: bert-score's "
+                          "choice for known models, else the last)")
+    evaluate.add_argument("--no-bertscore", action="store_true", help="leave BERTScore out (no model is loaded)")
+    evaluate.add_argument("--judgements", nargs="+", metavar="JUDGE.jsonl", help="`cbt-llm judge` outputs to add "
+                          "as columns (matched to systems by name)")
+    evaluate.add_argument("--model-card", metavar="README.md", help="also write the results into this adapter card's "
+                          "model-index")
+    evaluate.add_argument("--card-system", metavar="NAME", help="which system's results go into the card (default: "
+                          "the one predicted with the card's adapter folder)")
+    evaluate.add_argument("--dataset-id", metavar="NS/NAME", help="dataset id for the card's model-index "
+                          "(default: --dataset)")
+    evaluate.set_defaults(run=_evaluate)
+
+    judge = commands.add_parser(
+        "judge", help="rate answers with an LLM judge: relevance, CBT structure, helpfulness (0-2 each)",
+        description="Shows an OpenAI-compatible model each question and answer with a fixed rubric (see "
+                    "cbt_llm.judge) and stores its JSON scores, one line per id; resumable. Means are printed and "
+                    "can be added to the report with `cbt-llm evaluate --judgements`.")
+    judge.add_argument("--predictions", required=True, metavar="PREDS.jsonl", help="predict's output")
+    judge.add_argument("--output", required=True, metavar="JUDGE.jsonl", help="judgements file (resumable)")
+    judge.add_argument("--system", metavar="NAME", help="system name stored with the scores (default: the "
+                       "predictions file name)")
+    _add_dataset_arguments(judge)
+    _add_api_arguments(judge)
+    judge.add_argument("--temperature", type=float, default=0.0, help="judge temperature (default: 0)")
+    judge.add_argument("--max-tokens", type=int, default=300, metavar="N", help="judge reply cap (default: 300)")
+    judge.add_argument("--max-asks", type=int, default=3, metavar="N", help="asks per answer when the reply has no "
+                       "valid JSON scores (default: 3)")
+    judge.set_defaults(run=_judge)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per pipeline stage."""
     from .dataset import DEFAULT_SPLIT_RATIOS
@@ -271,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "[--field value ...] (see `cbt-llm train --help`)")
     _add_hub_commands(commands)
     _add_generate_commands(commands)
+    _add_evaluation_commands(commands)
+    _add_chat_commands(commands)
     return parser
 
 

@@ -56,6 +56,11 @@ def sample_path() -> Path:
     return Path(str(resources.files("cbt_llm") / "data" / "sample" / "cbt_qa_sample.jsonl"))
 
 
+def sample_questions_path() -> Path:
+    """A few bundled questions without answers (JSON Lines), for trying the generator."""
+    return sample_path().with_name("questions.jsonl")
+
+
 def check_split_ratios(ratios: tuple[float, float, float]) -> tuple[float, float, float]:
     """Three non-negative train/validation/test shares that add up to 1."""
     ratios = tuple(float(r) for r in ratios)

@@ -10,13 +10,13 @@ point of the check. Point it at a real teacher to get a dataset:
 import argparse
 import contextlib
 
-from cbt_llm.dataset import sample_path
+from cbt_llm.dataset import sample_questions_path
 from cbt_llm.generate import generate
 from cbt_llm.local_server import transformers_serve
 from cbt_llm.tiny_model import tiny_model_path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--input", default=str(sample_path()), help="questions (PsyQA .json, .jsonl, .csv)")
+parser.add_argument("--input", default=str(sample_questions_path()), help="questions (PsyQA .json, .jsonl, .csv)")
 parser.add_argument("--output", default="examples_output/generations.jsonl")
 parser.add_argument("--base-url", help="OpenAI-compatible endpoint (default: a local transformers serve)")
 parser.add_argument("--model", help="model name on that endpoint")

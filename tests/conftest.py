@@ -58,6 +58,14 @@ def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer random BERT over the sample's characters, for BERTScore without a download."""
+    from eval_helpers import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
 @pytest.fixture
 def cli():
     """Run the real `cbt-llm` console script; returns the CompletedProcess."""

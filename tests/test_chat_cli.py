@@ -40,18 +40,6 @@ ANSWER = "".join(ANSWER_CHUNKS)
 
 
 # ------------------------------------------------------------------------------------ helpers
-@pytest.fixture(scope="module")
-def adapter(tmp_path_factory) -> Path:
-    """A tiny adapter trained by the real CLI (4 steps on the tiny local model, a few seconds)."""
-    out = tmp_path_factory.mktemp("chat-adapter") / "adapter"
-    done = subprocess.run([str(SCRIPT), "train", "--config", "tiny-cpu", "--output_dir", str(out), "--max_steps", "4",
-                           "--eval_strategy", "no", "--save_strategy", "no"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (out / "adapter_config.json").is_file()
-    return out
-
-
 class StreamingChatServer:
     """A loopback chat-completions server that streams ``chunks`` as SSE and records every request."""
 
@@ -145,8 +133,8 @@ def finish(child, command: str = "/exit") -> str:
 
 
 # --------------------------------------------------------------------------- local adapter (pty)
-def test_chat_with_the_tiny_adapter(adapter, tmp_path):
-    child, trace = spawn(["--adapter", adapter, "--max-new-tokens", "24", "--seed", "0"], tmp_path)
+def test_chat_with_the_tiny_adapter(tiny_adapter, tmp_path):
+    child, trace = spawn(["--adapter", tiny_adapter, "--max-new-tokens", "24", "--seed", "0"], tmp_path)
     child.expect_exact(ZH_PROMPT)
     opening = child.before
     assert notice("zh") in opening and "12356" in opening  # the not-a-substitute notice comes first

@@ -1,0 +1,89 @@
+"""compute_metrics and the CBT-structure score, with its agreement on hand-labelled answers."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.evaluate import (METRIC_KEYS, cbt_structure_score, cohen_kappa, compute_metrics, step_coverage,
+                              structure_agreement, structure_of)
+from cbt_llm.prompts import STEP_KEYS
+from eval_helpers import sample_rows
+
+HAND_LABELLED = Path(__file__).parent / "data" / "cbt_structure_eval.jsonl"
+
+
+def test_compute_metrics_returns_every_key_and_the_acceptance_anchors(tiny_bert):
+    answers = [row["response"] for row in sample_rows()[:5]]
+    same = compute_metrics(answers, answers, bertscore_model=str(tiny_bert), bertscore_num_layers=2)
+    assert set(METRIC_KEYS) <= set(same)
+    assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
+    assert same["meteor"] > 0.99 and same["rouge_l"] == pytest.approx(1.0)
+    assert same["bertscore_f1"] == pytest.approx(1.0, abs=1e-4)
+    unrelated = compute_metrics(["明天北京晴转多云，最高气温二十五度，空气质量良。"] * 5, answers, bertscore=False)
+    assert unrelated["bleu"] < 5 and "bertscore_f1" not in unrelated
+
+
+def test_compute_metrics_rejects_misaligned_or_empty_input():
+    with pytest.raises(CbtLlmError, match="2 predictions but 1 references"):
+        compute_metrics(["a", "b"], ["a"], bertscore=False)
+    with pytest.raises(CbtLlmError, match="no predictions"):
+        compute_metrics([], [], bertscore=False)
+
+
+def test_full_five_step_answers_score_2_and_platitudes_0():
+    rows = sample_rows()
+    assert all(cbt_structure_score(row["response"]) == 2 for row in rows)
+    for platitude in ("想开点，一切都会好起来的。", "加油！", "多喝热水，早点休息。", ""):
+        assert cbt_structure_score(platitude) == 0
+
+
+def test_per_step_detection_and_order():
+    steps = sample_rows()[0]["steps"]
+    full = structure_of("\n\n".join(steps[k] for k in STEP_KEYS))
+    assert full.score == 2 and full.count == 5 and full.in_order
+    # the same five paragraphs with the encouragement first: all present, not in order -> 1
+    shuffled = "\n\n".join(steps[k] for k in ("encouragement", "validation", "key_thought", "challenge", "strategy"))
+    result = structure_of(shuffled)
+    assert result.count == 5 and not result.in_order and result.score == 1
+    two = structure_of(steps["validation"] + "\n\n" + steps["strategy"])
+    assert two.score == 1 and two.present["validation"] and two.present["strategy"] and not two.present["challenge"]
+
+
+def test_step_coverage_over_many_answers():
+    steps = sample_rows()[0]["steps"]
+    texts = [sample_rows()[1]["response"], steps["validation"], "加油！", steps["validation"] + steps["strategy"]]
+    coverage = step_coverage(texts)
+    assert coverage["n"] == 4
+    assert coverage["steps"]["validation"] == pytest.approx(3 / 4)
+    assert coverage["structure_full"] == pytest.approx(1 / 4)
+    assert coverage["scores"] == {"0": 2, "1": 1, "2": 1}
+    assert step_coverage([])["n"] == 0
+
+
+def test_cohen_kappa_known_values():
+    assert cohen_kappa([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
+    # textbook 2x2 example: 20 yes/yes, 5 yes/no, 10 no/yes, 15 no/no -> kappa 0.4
+    gold = [1] * 25 + [0] * 25
+    rater = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    assert cohen_kappa(gold, rater, labels=(0, 1)) == pytest.approx(0.4)
+    # a one-step miss costs less than a two-step miss under quadratic weights
+    near = cohen_kappa([0, 1, 2, 2, 0], [0, 1, 2, 1, 0], weights="quadratic")
+    far = cohen_kappa([0, 1, 2, 2, 0], [0, 1, 2, 0, 0], weights="quadratic")
+    assert near > far
+
+
+def test_the_hand_labelled_set_is_varied_and_the_score_agrees_with_it():
+    rows = [json.loads(line) for line in HAND_LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(rows) >= 30 and {r["label"] for r in rows} == {0, 1, 2}
+    assert len({r["id"] for r in rows}) == len(rows)
+    fluent = [r for r in rows if r["label"] == 2 and "fluent" in r["note"]]
+    assert len(fluent) >= 8 and not any("：" in r["text"].split("\n")[0][:8] for r in fluent)
+    agreement = structure_agreement(HAND_LABELLED)
+    assert agreement["n"] == len(rows)
+    assert agreement["accuracy"] >= 0.85 and agreement["kappa"] >= 0.75
+    assert sum(map(sum, agreement["confusion"])) == len(rows)
+    # a scorer that ignores the text agrees only by chance
+    constant = structure_agreement(HAND_LABELLED, scorer=lambda text, language: 2)
+    assert constant["kappa"] == pytest.approx(0.0) and constant["accuracy"] < 0.5

@@ -1,0 +1,131 @@
+"""cbt-llm evaluate: predictions of the tiny adapter and the tiny base model into a report with plots."""
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import EvalResult, ModelCard
+
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.predict import load_split
+from cbt_llm.report import CARD_START, evaluate_systems, load_references, update_model_card_with_results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(path).shape
+
+
+def test_predict_and_evaluate_on_the_tiny_adapter_offline(tiny_adapter, tiny_bert, tiny_model, tmp_path, cli):
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, adapter)  # the card gets results written into it
+    done = cli("predict", "--adapter", adapter, "--output", tmp_path / "adapter.jsonl", "--max-new-tokens", 24)
+    assert done.returncode == 0, done.stderr
+    base = tmp_path / "base.jsonl"
+    from cbt_llm.predict import predict
+
+    predict(base, model=str(tiny_model), max_new_tokens=24, progress=False)
+    report_dir = tmp_path / "report"
+    done = cli("evaluate", "--predictions", tmp_path / "adapter.jsonl", base, "--names", "tiny-adapter", "tiny-base",
+               "--output", report_dir, "--bertscore-model", tiny_bert, "--bertscore-num-layers", 2,
+               "--model-card", adapter / "README.md")
+    assert done.returncode == 0, done.stderr
+    assert "scored 2 systems on 6 shared questions" in done.stdout
+    report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    assert [s["name"] for s in report["systems"]] == ["tiny-adapter", "tiny-base"]
+    for system in report["systems"]:
+        assert system["n"] == 6
+        for key in ("bleu", "chrf", "bleu_1", "bleu_4", "meteor", "rouge_l", "distinct_1", "distinct_2",
+                    "bertscore_f1"):
+            assert isinstance(system["metrics"][key], float)
+        assert set(system["structure"]["steps"]) == {"validation", "key_thought", "challenge", "strategy",
+                                                     "encouragement"}
+    assert report["reference"]["structure"]["structure_mean"] == 2.0
+    assert report["systems"][0]["settings"]["adapter"] == str(adapter)
+
+    table = [line for line in (report_dir / "report.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("|")]
+    assert len(table) == 2 + 3  # header, rule, two systems and the references
+    header = table[0]
+    for column in ("BLEU", "chrF", "BLEU-4", "METEOR", "ROUGE-L", "Dist-2", "BERTScore F1", "CBT structure",
+                   "Empathy", "Encourage"):
+        assert f"| {column} |" in header
+    assert table[2].startswith("| tiny-adapter | 6 |") and table[3].startswith("| tiny-base | 6 |")
+    assert all(line.count("|") == header.count("|") for line in table)
+    for name in ("metrics.png", "step_coverage.png"):
+        assert (report_dir / name).read_bytes()[:8] == PNG
+        height, width = png_size(report_dir / name)[:2]
+        assert height >= 300 and width >= 600
+        assert f"]({name})" in (report_dir / "report.md").read_text(encoding="utf-8")
+
+    card = ModelCard.load(adapter / "README.md")
+    results = {r.metric_name.split(" (")[0]: r.metric_value for r in card.data.eval_results}
+    assert results["BLEU"] == pytest.approx(report["systems"][0]["metrics"]["bleu"], abs=1e-4)
+    assert all(r.dataset_type == "cbt_qa" and r.dataset_split == "test" for r in card.data.eval_results)
+    assert "## Evaluation results" in card.text and card.text.count(CARD_START) == 1
+    assert "model-index:" in (adapter / "README.md").read_text(encoding="utf-8")
+
+
+def write_predictions(path, predictions):
+    path.write_text("".join(json.dumps({"id": i, "prediction": p, "status": "ok", "settings": {}},
+                                       ensure_ascii=False) + "\n" for i, p in predictions.items()), encoding="utf-8")
+    return path
+
+
+def test_systems_are_scored_on_shared_ids_and_judge_means_become_columns(tmp_path):
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    ids = sorted(refs)
+    perfect = write_predictions(tmp_path / "perfect.jsonl", refs)
+    partial = write_predictions(tmp_path / "platitude.jsonl", {i: "想开点，一切都会好起来的。" for i in ids[:4]})
+    judged = tmp_path / "judge.jsonl"
+    judged.write_text("".join(json.dumps({"id": i, "system": "perfect", "status": "ok", "relevance": 2,
+                                          "cbt_structure": 2, "helpfulness": 1}) + "\n" for i in ids),
+                      encoding="utf-8")
+    report = evaluate_systems([perfect, partial], tmp_path / "out", bertscore=False, judgements=[judged])
+    assert report.n == 4 and report.dropped == {"perfect": 2}
+    by_name = {s.name: s for s in report.systems}
+    assert by_name["perfect"].metrics["bleu"] == pytest.approx(100)
+    assert by_name["perfect"].structure["structure_mean"] == 2.0
+    assert by_name["platitude"].structure["structure_mean"] == 0.0 and by_name["platitude"].metrics["bleu"] < 5
+    assert by_name["perfect"].judge["relevance"] == 2 and not by_name["platitude"].judge
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Judge relevance" in markdown and "perfect: 2 answers left out" in markdown
+    assert "BERTScore" not in markdown.split("\n\n")[2]  # left out when not computed
+
+
+def test_references_from_a_file_and_errors(tmp_path):
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text('{"id": "a", "reference": "你好"}\n{"id": "b", "response": "再见"}\n', encoding="utf-8")
+    assert load_references(str(refs)) == {"a": "你好", "b": "再见"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a"}\n', encoding="utf-8")
+    with pytest.raises(CbtLlmError, match="bad.jsonl:1"):
+        load_references(str(bad))
+    preds = write_predictions(tmp_path / "p.jsonl", {"zzz": "x"})
+    with pytest.raises(CbtLlmError, match="no question id is shared"):
+        evaluate_systems([preds], tmp_path / "out", references=str(refs), bertscore=False)
+    with pytest.raises(CbtLlmError, match="names must differ"):
+        evaluate_systems([preds, preds], tmp_path / "out", bertscore=False)
+
+
+def test_model_card_results_replace_their_own_and_keep_others(tmp_path):
+    from huggingface_hub import ModelCardData
+
+    card_path = tmp_path / "README.md"
+    other = EvalResult(task_type="text-generation", dataset_type="other/data", dataset_name="other",
+                       metric_type="bleu", metric_value=1.0)
+    data = ModelCardData(model_name="x", eval_results=[other])
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n# x\n\n## How to use\n\ntext\n").save(card_path)
+    update_model_card_with_results(card_path, {"bleu": 12.5, "meteor": 0.3}, "org/cbt_qa")
+    update_model_card_with_results(card_path, {"bleu": 13.0, "meteor": 0.31}, "org/cbt_qa")
+    card = ModelCard.load(card_path)
+    mine = [r for r in card.data.eval_results if r.dataset_type == "org/cbt_qa"]
+    assert sorted((r.metric_type, r.metric_value) for r in mine) == [("bleu", 13.0), ("meteor", 0.31)]
+    assert any(r.dataset_type == "other/data" for r in card.data.eval_results)
+    assert card.text.count("## Evaluation results") == 1
+    assert card.text.index("## Evaluation results") < card.text.index("## How to use")
+    with pytest.raises(CbtLlmError, match="no such model card"):
+        update_model_card_with_results(tmp_path / "missing.md", {"bleu": 1.0}, "d")
