@@ -21,9 +21,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/cbt-llm validate cbt_llm/data/sample/cbt_qa_sample.jsonl
-	$(BIN)/cbt-llm build --output $(DEMO_DIR)/cbt_qa
-	@echo "Open $(DEMO_DIR)/cbt_qa/README.md (dataset card); load it with: load_dataset('$(DEMO_DIR)/cbt_qa')"
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR)
 
 lint: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
