@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CbtLlmError
-from .generate import OutputFile, _Progress, _wait_all, resolve_api_key, utc_now
+from .generate import OutputFile, _Progress, resolve_api_key, utc_now
 from .prompts import COGNITIVE_DISTORTIONS
 from .sources import iter_json_objects
 
@@ -129,7 +129,7 @@ async def aannotate(input: str | Path, output: str | Path, model: str, *, base_u
                     api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, language: str = "zh",
                     temperature: float | None = 0.0, max_tokens: int | None = 200, rpm: float | None = None,
                     timeout: float = 120.0, max_attempts: int = 6, progress: bool = True) -> AnnotateSummary:
-    from .client import RequestEngine, RequestFailed
+    from .client import RequestEngine, RequestFailed, for_each
 
     if Path(input).resolve() == Path(output).resolve():
         raise CbtLlmError("--output must differ from --input (annotate writes a labelled copy)")
@@ -144,9 +144,6 @@ async def aannotate(input: str | Path, output: str | Path, model: str, *, base_u
     engine = RequestEngine(base_url=base_url, api_key=api_key, concurrency=concurrency, rpm=rpm, timeout=timeout,
                            max_attempts=max_attempts)
     bar = _Progress(len(todo), progress)
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    for record in todo:
-        queue.put_nowait(record)
     started = time.monotonic()
 
     async def label(record: dict) -> dict:
@@ -181,22 +178,13 @@ async def aannotate(input: str | Path, output: str | Path, model: str, *, base_u
         summary.counts["ok"] += 1
         return record
 
-    async def worker() -> None:
-        while True:
-            try:
-                record = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            out.append(await label(record))
-            bar.update(summary.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)
+    async def handle(record: dict) -> None:
+        out.append(await label(record))
+        bar.update(summary.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, max(len(todo), 1)))]
     try:
-        await _wait_all(workers)
+        await for_each(todo, handle, concurrency)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
         bar.close()
         out.close()
         await engine.aclose()

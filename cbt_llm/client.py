@@ -26,7 +26,8 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from .errors import CbtLlmError
 
@@ -373,6 +374,35 @@ class RequestEngine:
                 raise RequestFailed(f"{last_reason} (after {attempts} attempts)", attempts)
             self.stats.retries += 1
             await asyncio.sleep(wait if wait is not None else self._backoff(failures))
+
+
+T = TypeVar("T")
+
+
+async def for_each(items: Iterable[T], handle: Callable[[T], Awaitable[None]], workers: int) -> None:
+    """Await ``handle(item)`` for every item, at most ``workers`` at once.
+
+    Workers take items from one shared iterator, so a long input is never turned into thousands of
+    tasks at once. The first exception (a fatal API error) cancels the other workers and is raised.
+    """
+    iterator = iter(items)
+
+    async def worker() -> None:
+        for item in iterator:
+            await handle(item)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, workers))]
+    try:
+        pending = set(tasks)
+        while pending:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in finished:
+                if task.exception() is not None:
+                    raise task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _httpx():

@@ -447,7 +447,7 @@ class _Progress:
 
 async def agenerate(input: str | Path, output: str | Path, model: str, opts: GenerateOptions) -> GenerateSummary:
     """The asynchronous core of ``generate``."""
-    from .client import FatalAPIError, RequestEngine, RequestFailed
+    from .client import RequestEngine, RequestFailed, for_each
 
     if opts.max_asks < 1:
         raise CbtLlmError(f"--max-asks must be at least 1, got {opts.max_asks}")
@@ -468,10 +468,6 @@ async def agenerate(input: str | Path, output: str | Path, model: str, opts: Gen
     progress = _Progress(len(todo), opts.progress)
     engine = RequestEngine(base_url=opts.base_url, api_key=api_key, concurrency=opts.concurrency, rpm=opts.rpm,
                            tpm=opts.tpm, timeout=opts.timeout, max_attempts=opts.max_attempts)
-    queue: asyncio.Queue[Question] = asyncio.Queue()
-    for q in todo:
-        queue.put_nowait(q)
-
     async def answer(q: Question) -> dict:
         payload = build_payload(q, template, model, params)
         estimated = estimate_tokens(payload["messages"][0]["content"]) + (opts.max_tokens or 800)
@@ -491,28 +487,17 @@ async def agenerate(input: str | Path, output: str | Path, model: str, opts: Gen
             reasons = result.reason
         return make_record(q, "rejected", f"quality: {reasons} ({opts.max_asks} answers)", response, steps, source)
 
-    async def worker() -> None:
-        while True:
-            try:
-                q = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            record = await answer(q)
-            out.append(record)
-            summary.counts[record["status"]] += 1
-            if record["status"] != "ok":
-                summary.reasons[_reason_key(record["reason"])] += 1
-            progress.update(summary.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)
+    async def handle(q: Question) -> None:
+        record = await answer(q)
+        out.append(record)
+        summary.counts[record["status"]] += 1
+        if record["status"] != "ok":
+            summary.reasons[_reason_key(record["reason"])] += 1
+        progress.update(summary.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(opts.concurrency, max(len(todo), 1)))]
     try:
-        await _wait_all(workers)
-    except FatalAPIError:
-        raise
+        await for_each(todo, handle, opts.concurrency)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
         progress.close()
         out.close()
         await engine.aclose()
@@ -527,16 +512,6 @@ async def agenerate(input: str | Path, output: str | Path, model: str, opts: Gen
     ok_texts = {i: r.get("response", "") for i, r in final.items() if r.get("status") == "ok"}
     summary.duplicates = near_duplicates(ok_texts, threshold=opts.duplicate_threshold)
     return summary
-
-
-async def _wait_all(tasks: list[asyncio.Task]) -> None:
-    """Wait for all tasks; the first exception (a fatal API error) cancels the rest and is raised."""
-    pending = set(tasks)
-    while pending:
-        finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-        for task in finished:
-            if task.exception() is not None:
-                raise task.exception()
 
 
 def _source(model: str, template: PromptTemplate, body: dict | None, finish: str | None, asks: int) -> dict:

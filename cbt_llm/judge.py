@@ -186,8 +186,8 @@ def judge(predictions: str | Path, output: str | Path, model: str, *, base_url: 
 
 async def ajudge(predictions, output, model, *, base_url, api_key_env, dataset, split, data_files, system,
                  concurrency, rpm, tpm, timeout, max_attempts, max_asks, temperature, max_tokens) -> JudgeSummary:
-    from .client import RequestEngine, RequestFailed
-    from .predict import load_split, read_predictions, run_all
+    from .client import RequestEngine, RequestFailed, for_each
+    from .predict import load_split, read_predictions
 
     if max_asks < 1:
         raise CbtLlmError(f"--max-asks must be at least 1, got {max_asks}")
@@ -235,7 +235,7 @@ async def ajudge(predictions, output, model, *, base_url, api_key_env, dataset, 
     engine = RequestEngine(base_url=base_url, api_key=api_key, concurrency=concurrency, rpm=rpm, tpm=tpm,
                            timeout=timeout, max_attempts=max_attempts)
     try:
-        await run_all(one(engine, i) for i in todo)
+        await for_each(todo, lambda record_id: one(engine, record_id), concurrency)
     finally:
         out.close()
         await engine.aclose()

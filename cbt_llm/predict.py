@@ -259,7 +259,7 @@ def _predict_local(rows, out, summary, settings, tokenizer, lm, batch_size, prog
 # ---------------------------------------------------------------------------------------------
 async def _predict_endpoint(rows, out, summary, settings, *, base_url, api_key_env, concurrency, timeout,
                             max_attempts, progress) -> None:
-    from .client import RequestEngine, RequestFailed
+    from .client import RequestEngine, RequestFailed, for_each
 
     api_key = resolve_api_key(api_key_env, base_url)
     params = {"max_tokens": settings["max_new_tokens"], "temperature": settings["temperature"] or 0.0,
@@ -289,7 +289,7 @@ async def _predict_endpoint(rows, out, summary, settings, *, base_url, api_key_e
     async with RequestEngine(base_url=base_url, api_key=api_key, concurrency=concurrency, timeout=timeout,
                              max_attempts=max_attempts) as engine:
         try:
-            await run_all(one(engine, row) for row in rows)
+            await for_each(rows, lambda row: one(engine, row), concurrency)
         finally:
             if bar is not None:
                 bar.close()
@@ -342,18 +342,6 @@ def predict(output: str | Path, *, model: str | None = None, adapter: str | None
         out.close()
         summary.seconds = time.monotonic() - started
     return summary
-
-
-async def run_all(coroutines) -> None:
-    """Run coroutines concurrently; the first exception (a fatal API error) cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def read_predictions(path: str | Path) -> dict[str, dict]:
