@@ -3,9 +3,9 @@
 ``check_answer`` decides whether a teacher answer is kept: non-empty, not a refusal, in the
 expected language, within length bounds, and walking through the five CBT steps in order. In
 free-text mode a cue-phrase detector finds the steps in fluent Chinese or English text
-(``detect_steps``); in structured mode each JSON field is checked on its own. ``structure_score``
-maps the detector onto the paper's expert scale (0 not adhering, 1 partly, 2 fully) so the
-evaluation stage can reuse it. ``near_duplicates`` finds answers that are almost the same
+(``detect_steps``); in structured mode each JSON field is checked on its own. The evaluation stage
+maps the same detector onto the paper's 0-2 scale (``cbt_llm.evaluate.cbt_structure_score``).
+``near_duplicates`` finds answers that are almost the same
 (character n-gram Jaccard, with MinHash/LSH candidates when there are many answers).
 
 Pure Python plus numpy for MinHash; no model is loaded.
@@ -247,14 +247,6 @@ def detect_steps(text: str, language: str = "zh") -> StepDetection:
     found = [positions[key] for key in STEP_KEYS]
     in_order = all(p is not None for p in found) and all(a < b for a, b in zip(found, found[1:]))
     return StepDetection(sentences, scores, present, positions, in_order)
-
-
-def structure_score(text: str, language: str = "zh") -> int:
-    """The paper's CBT-structure scale from the detector: 2 all five in order, 1 at least three, else 0."""
-    detection = detect_steps(text, language)
-    if detection.in_order:
-        return 2
-    return 1 if detection.count >= 3 else 0
 
 
 def language_share(text: str, language: str) -> float:

@@ -7,13 +7,13 @@ from chat_server import EN_STEPS
 
 from cbt_llm.dataset import sample_path
 from cbt_llm.prompts import STEP_KEYS
+from cbt_llm.evaluate import cbt_structure_score
 from cbt_llm.quality import (
     check_answer,
     detect_steps,
     near_duplicates,
     split_sentences,
     step_scores,
-    structure_score,
     supported_steps,
 )
 
@@ -31,7 +31,7 @@ def test_every_handwritten_answer_passes(record):
     assert result.ok, result.reasons
     # also as one paragraph: the detector does not depend on the paragraph breaks
     assert check_answer(record["response"].replace("\n", ""), "zh").ok
-    assert structure_score(record["response"]) == 2
+    assert cbt_structure_score(record["response"]) == 2
 
 
 def test_each_step_paragraph_is_recognised_as_its_step():
@@ -84,7 +84,7 @@ def test_language_is_checked():
     wrong = check_answer(EN_ANSWER, "zh")
     assert not wrong.ok and "wrong language" in wrong.reason
     assert "wrong language" in check_answer(SAMPLE[0]["response"], "en").reason
-    assert structure_score(EN_ANSWER, "en") == 2
+    assert cbt_structure_score(EN_ANSWER, "en") == 2
 
 
 def test_english_refusal_and_out_of_order_fail():
@@ -119,8 +119,8 @@ def test_detect_steps_reports_positions_for_reuse():
     assert detection.in_order and detection.missing == []
     positions = [detection.positions[key] for key in STEP_KEYS]
     assert positions == sorted(positions)
-    assert structure_score(BAD_ZH["validation only"]) in (0, 1)
-    assert structure_score(BAD_ZH["one-liner"]) == 0
+    assert cbt_structure_score(BAD_ZH["validation only"]) in (0, 1)
+    assert cbt_structure_score(BAD_ZH["one-liner"]) == 0
 
 
 def test_near_duplicates_pairwise_and_minhash():
