@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from .crisis import format_crisis_resources
-from .errors import CbtLlmError
+from .client import PER_MESSAGE_TOKENS, estimate_tokens
+from .errors import CbtLlmError, first_line
 from .prompts import SYSTEM_PROMPTS
 from .safety import Risk, assess_lexicon, assess_risk, detect_language, raise_level
 
@@ -108,15 +109,6 @@ def concern_footer(language: str = "zh") -> str:
 
 
 # --------------------------------------------------------------------------------------------- history
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: one token per CJK character, one per four other characters."""
-    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
-    return cjk + -(-(len(text) - cjk) // 4)
-
-
-_PER_MESSAGE = 4  # role markers and separators a chat template adds around each message
-
-
 def trim_history(messages: list[dict], max_tokens: int, count_tokens: Callable[[str], int] | None = None) -> list[dict]:
     """Keep the leading system message(s) and as many of the newest turns as fit in ``max_tokens``.
 
@@ -135,11 +127,11 @@ def trim_history(messages: list[dict], max_tokens: int, count_tokens: Callable[[
     system, turns = messages[:lead], messages[lead:]
     if not turns:
         return system
-    budget = max_tokens - sum(count(m["content"]) + _PER_MESSAGE for m in system)
+    budget = max_tokens - sum(count(m["content"]) + PER_MESSAGE_TOKENS for m in system)
     kept = [turns[-1]]
-    budget -= count(turns[-1]["content"]) + _PER_MESSAGE
+    budget -= count(turns[-1]["content"]) + PER_MESSAGE_TOKENS
     for message in reversed(turns[:-1]):
-        cost = count(message["content"]) + _PER_MESSAGE
+        cost = count(message["content"]) + PER_MESSAGE_TOKENS
         if cost > budget:
             break
         kept.append(message)
@@ -297,11 +289,6 @@ class GenerationSettings:
             raise CbtLlmError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 class LocalBackend:
     """A model on this machine: an adapter (folder or Hub repo id) on its base, or a plain ``base`` model.
 
@@ -354,7 +341,7 @@ class LocalBackend:
         except CbtLlmError:
             raise
         except (OSError, ValueError) as err:
-            raise CbtLlmError(f"cannot load {adapter or base}: {_first_line(err)}") from None
+            raise CbtLlmError(f"cannot load {adapter or base}: {first_line(err)}") from None
         if not tokenizer.chat_template:
             raise CbtLlmError(f"the tokenizer of {adapter or base} has no chat template; use an instruct/chat "
                               "model or an adapter trained with `cbt-llm train` (it saves one)")
@@ -420,7 +407,7 @@ class LocalBackend:
             stop.set()  # ends generation early when the reader stopped (Ctrl-C, closed generator)
             thread.join()
         if failure:
-            raise CbtLlmError(f"generation failed: {_first_line(failure[0])}")
+            raise CbtLlmError(f"generation failed: {first_line(failure[0])}")
 
 
 class EndpointBackend:
@@ -429,7 +416,7 @@ class EndpointBackend:
     The key comes from the environment variable ``api_key_env`` (default ``OPENAI_API_KEY``), never
     from an argument; a local server given by ``base_url`` gets a placeholder when the variable is
     unset. The tokenizer is not known here, so history is trimmed with :func:`estimate_tokens` (one
-    token per CJK character, one per four other characters) against ``context_tokens`` (default
+    token per CJK character and 1.3 per other word) against ``context_tokens`` (default
     :data:`ENDPOINT_CONTEXT_TOKENS`).
     """
 
@@ -483,10 +470,10 @@ class EndpointBackend:
                     if text:
                         yield text
         except openai.APIStatusError as err:
-            message = err.message if isinstance(getattr(err, "message", None), str) else _first_line(err)
+            message = err.message if isinstance(getattr(err, "message", None), str) else first_line(err)
             raise CbtLlmError(f"{self.describe()}: HTTP {err.status_code}: {message}") from None
         except openai.APIError as err:  # connection errors, timeouts, a broken stream
-            raise CbtLlmError(f"{self.describe()}: {_first_line(err)}") from None
+            raise CbtLlmError(f"{self.describe()}: {first_line(err)}") from None
         finally:
             self.stop()
 

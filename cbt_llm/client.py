@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from .errors import CbtLlmError
+from .errors import CbtLlmError, first_line
 
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MAX_RATE_LIMITED = 50   # 429s one request may see before it fails; the run as a whole slows down first
@@ -339,7 +340,7 @@ class RequestEngine:
                     else:
                         continue_after = None
                         self.stats.errors[str(status)] += 1
-                        last_reason = f"HTTP {status}: {_scrub(_short(err), self._api_key)}"
+                        last_reason = f"HTTP {status}: {_scrub(first_line(err), self._api_key)}"
                         wait = parse_retry_after(headers)
                 except openai.APITimeoutError:
                     continue_after = None
@@ -348,7 +349,7 @@ class RequestEngine:
                 except openai.APIConnectionError as err:
                     continue_after = None
                     self.stats.errors["connection"] += 1
-                    last_reason = f"connection error: {_scrub(_short(err), self._api_key)}"
+                    last_reason = f"connection error: {_scrub(first_line(err), self._api_key)}"
                 else:
                     continue_after = None
                     if not isinstance(body, dict):
@@ -377,6 +378,22 @@ class RequestEngine:
 
 
 T = TypeVar("T")
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: about one token per CJK character and 1.3 per other word."""
+    cjk = len(re.findall(r"[\u3400-\u9fff\uf900-\ufaff]", text))
+    words = len(re.findall(r"[A-Za-z0-9]+", text))
+    other = len(re.findall(r"[^\sA-Za-z0-9\u3400-\u9fff\uf900-\ufaff]", text))
+    return cjk + round(1.3 * words) + other // 2
+
+
+PER_MESSAGE_TOKENS = 4  # role markers and separators a chat template adds around each message
+
+
+def estimate_message_tokens(messages: Iterable[dict]) -> int:
+    """:func:`estimate_tokens` over chat messages, with each message's template overhead."""
+    return sum(estimate_tokens(m["content"]) + PER_MESSAGE_TOKENS for m in messages)
 
 
 async def for_each(items: Iterable[T], handle: Callable[[T], Awaitable[None]], workers: int) -> None:
@@ -414,11 +431,6 @@ def _httpx():
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _short(err: Exception) -> str:
-    text = getattr(err, "message", None) or str(err) or type(err).__name__
-    return text.splitlines()[0][:200]
 
 
 def _error_code(err: Exception) -> str | None:

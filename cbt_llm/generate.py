@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .client import estimate_message_tokens
 from .errors import CbtLlmError
 from .prompts import STEP_KEYS, PromptTemplate, get_prompt
 from .quality import DEFAULT_QUALITY, QualityConfig, check_answer, near_duplicates
@@ -250,14 +251,6 @@ def build_payload(question: Question, prompt: PromptTemplate, model: str, params
     return payload
 
 
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: about one token per CJK character and 1.3 per other word."""
-    cjk = len(re.findall(r"[\u3400-\u9fff\uf900-\ufaff]", text))
-    words = len(re.findall(r"[A-Za-z0-9]+", text))
-    other = len(re.findall(r"[^\sA-Za-z0-9\u3400-\u9fff\uf900-\ufaff]", text))
-    return cjk + round(1.3 * words) + other // 2 + 4
-
-
 # ---------------------------------------------------------------------------------------------
 # Summary
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +362,7 @@ def estimate(input: str | Path, output: str | Path | None = None, *, prompt: str
     if output is not None:
         done = {i for i, r in OutputFile(output).read().records.items() if r.get("status") in ("ok", "rejected")}
     todo = [q for q in questions if q.id not in done]
-    prompt_tokens = sum(estimate_tokens(template.render(q.question, q.description)) + 8 for q in todo)
+    prompt_tokens = sum(estimate_message_tokens(build_payload(q, template, "", {})["messages"]) + 8 for q in todo)
     per_answer = EXPECTED_COMPLETION_TOKENS[language]
     if max_tokens:
         per_answer = min(per_answer, max_tokens)
@@ -470,7 +463,7 @@ async def agenerate(input: str | Path, output: str | Path, model: str, opts: Gen
                            tpm=opts.tpm, timeout=opts.timeout, max_attempts=opts.max_attempts)
     async def answer(q: Question) -> dict:
         payload = build_payload(q, template, model, params)
-        estimated = estimate_tokens(payload["messages"][0]["content"]) + (opts.max_tokens or 800)
+        estimated = estimate_message_tokens(payload["messages"]) + (opts.max_tokens or 800)
         reasons = ""
         response, steps, source = "", None, {}
         for ask in range(1, opts.max_asks + 1):

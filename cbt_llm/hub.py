@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import CbtLlmError
+from .errors import CbtLlmError, first_line
 from .train import RESOLVED_RECIPE
 
 logger = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ def hub_errors(what: str, repo_id: str, repo_type: str, revision: str | None = N
     except RevisionNotFoundError:
         message = f"cannot {what} {label}: revision {revision!r} not found"
     except RemoteEntryNotFoundError as err:
-        message = f"cannot {what} {label}: a file is missing at revision {revision or 'main'} ({_first_line(err)})"
+        message = f"cannot {what} {label}: a file is missing at revision {revision or 'main'} ({first_line(err)})"
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else None
         if status == 401:
@@ -314,7 +314,7 @@ def hub_errors(what: str, repo_id: str, repo_type: str, revision: str | None = N
         elif _is_network_error(err):
             message = f"cannot {what} {label}: cannot reach the Hub at {_endpoint()} ({type(err).__name__})"
         else:
-            message = f"cannot {what} {label}: the Hub answered {status}: {_first_line(err)}"
+            message = f"cannot {what} {label}: the Hub answered {status}: {first_line(err)}"
     except Exception as err:
         if not _is_network_error(err):
             raise
@@ -325,11 +325,6 @@ def hub_errors(what: str, repo_id: str, repo_type: str, revision: str | None = N
     if token:
         message = message.replace(token, "***")
     raise CbtLlmError(message) from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
 
 
 def _commit(plan: dict[str, Path | bytes], repo_id: str, repo_type: str, *, private: bool,
@@ -459,5 +454,5 @@ def load_adapter(repo_or_dir: str | Path, *, revision: str | None = None, token:
         except OSError as err:
             if _is_network_error(err) or type(err).__module__.startswith("huggingface_hub"):
                 raise
-            raise CbtLlmError(f"cannot load adapter {source}: {_first_line(err)}") from None
+            raise CbtLlmError(f"cannot load adapter {source}: {first_line(err)}") from None
     return model, tokenizer

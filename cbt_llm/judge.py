@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CbtLlmError
-from .generate import OutputFile, answer_of, clean_stale_temp_files, estimate_tokens, resolve_api_key, utc_now
+from .client import estimate_message_tokens
+from .generate import OutputFile, answer_of, clean_stale_temp_files, resolve_api_key, utc_now
 
 CRITERIA = ("relevance", "cbt_structure", "helpfulness")
 JUDGE_VERSION = "judge-zh-v1"
@@ -212,7 +213,7 @@ async def ajudge(predictions, output, model, *, base_url, api_key_env, dataset, 
         payload = {"model": model, "temperature": temperature, "max_tokens": max_tokens,
                    "messages": judge_messages(row["question"], row["description"], answers[record_id]["prediction"])}
         base = {"id": record_id, "system": system, "judge_model": model, "judge_version": JUDGE_VERSION}
-        estimated = sum(estimate_tokens(m["content"]) for m in payload["messages"]) + max_tokens
+        estimated = estimate_message_tokens(payload["messages"]) + max_tokens
         reason = ""
         for ask in range(1, max_asks + 1):
             try:

@@ -2,8 +2,9 @@
 
 import pytest
 
-from cbt_llm.chat import (Reply, build_messages, estimate_tokens, notice, respond, respond_stream,
+from cbt_llm.chat import (Reply, build_messages, notice, respond, respond_stream,
                           trim_history)
+from cbt_llm.client import estimate_tokens
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
 
@@ -157,7 +158,7 @@ def test_respond_trims_what_the_model_sees():
 
 
 def test_estimate_tokens_and_build_messages():
-    assert estimate_tokens("你好") == 2 and estimate_tokens("abcdefgh") == 2
+    assert estimate_tokens("你好") == 2 and estimate_tokens("abcdefgh") == 1 and estimate_tokens("I am so tired") == 5
     messages = build_messages([], "hi", "en")
     assert messages == [{"role": "system", "content": SYSTEM_PROMPT_EN}, {"role": "user", "content": "hi"}]
 
