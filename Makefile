@@ -25,7 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
-	$(BIN)/ruff check cbt_llm tests
+	$(BIN)/ruff check --select E4,E7,E9,F cbt_llm tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

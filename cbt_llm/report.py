@@ -264,7 +264,7 @@ def render_markdown(report: Report) -> str:
             return JUDGE_LABELS[key[6:]]
         return METRIC_INFO[key][0]
 
-    lines = [f"# Evaluation report\n", f"{len(report.systems)} systems, {report.n} questions "
+    lines = ["# Evaluation report\n", f"{len(report.systems)} systems, {report.n} questions "
              "(the ids every predictions file and the references share).\n",
              "| System | n | " + " | ".join(label(k) for k in keys) + " |",
              "|---|---:|" + "---:|" * len(keys)]

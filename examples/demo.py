@@ -80,9 +80,9 @@ def main() -> None:
     print(f"{out / 'predictions'}: test-split answers from the base model and from the adapter")
 
     with stage("evaluate", logs):
-        report = evaluate_systems([out / "predictions" / "base.jsonl", out / "predictions" / "cbt-lora.jsonl"],
-                                  out / "report", names=["base", "cbt-lora"], dataset=str(out / "cbt_qa"),
-                                  bertscore=False, model_card=adapter / "README.md", card_system="cbt-lora")
+        evaluate_systems([out / "predictions" / "base.jsonl", out / "predictions" / "cbt-lora.jsonl"],
+                          out / "report", names=["base", "cbt-lora"], dataset=str(out / "cbt_qa"),
+                          bertscore=False, model_card=adapter / "README.md", card_system="cbt-lora")
     print(f"{out / 'report'}: report.md, report.json and PNG plots, base vs adapter side by side, also written "
           f"into the model card (tiny models: the numbers show the plumbing, not quality; BERTScore needs a BERT "
           f"on disk, --bertscore-model PATH)")
