@@ -39,7 +39,7 @@ from .errors import CbtLlmError
 LEVELS = ("none", "concern", "crisis")
 _RANK = {level: i for i, level in enumerate(LEVELS)}
 _LANGUAGES = ("zh", "en")
-_SUBJECT_MODES = ("first", "resolve", "topic", "any")
+_SUBJECT_MODES = ("first", "third", "resolve", "topic", "any")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[a-zA-Z]+")
 _SENTENCE_END = re.compile(r"[。！？!?\n；;]+|\.(?=\s|$)|…+")
@@ -121,7 +121,8 @@ class Lexicon:
         return [r.id for lang in self.languages for r in (*lang.hyperbole, *lang.rules)]
 
 
-_ABOUT = {"zh": r"(?:关于|有关|讲|讲述|介绍)\s*$", "en": r"\b(?:about|regarding|on)\s+$"}
+# "about" right before a topic word, a few modifiers allowed: 关于青少年自杀, "a film about teen suicide"
+_ABOUT = {"zh": r"(?:关于|有关|讲|讲述|介绍)[^，,、。]{0,6}$", "en": r"\b(?:about|regarding|on)\s+(?:\w+\s+){0,2}$"}
 
 
 def _compile(pattern: str, where: str) -> re.Pattern:
@@ -368,13 +369,17 @@ def _judge_hit(ctx: _Context, rule: _Rule, m: re.Match) -> tuple[str, str | None
         return rule.level, None
     if rule.subject == "first":
         subject, where = _quote_speaker(ctx, s_idx, m.start()) or ("first", -1)
+    elif rule.subject == "third":
+        subject, where = "third", -1
     else:
         subject, where = _resolve_subject(ctx, s_idx, m)
 
     distance = lang.distance.search(sentence)
     if distance:
         cue_between = where >= 0 and lang.distance.search(text, where, m.start()) is not None
-        about = rule.subject == "topic" and lang.about.search(prefix)
+        c_end = clauses[_containing(clauses, m.start())][1]
+        # a topic word that names the subject of a distant thing: 关于...自杀, 自杀预防的论文, "suicide prevention"
+        about = rule.subject == "topic" and (lang.about.search(prefix) or lang.distance.search(text, m.end(), c_end))
         if subject != "first" or cue_between or about:
             return "none", "distance"
     if rule.subject == "topic" and subject is None and lang.distance.search(text):

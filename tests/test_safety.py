@@ -71,6 +71,9 @@ def test_negation_is_pattern_aware(text, level):
     ("I told my mom I want to die", "crisis", None),
     ("我妹妹刚刚吃了一整瓶安眠药", "crisis", "third_party_emergency("),
     ("He is not breathing", "crisis", None),
+    ("给爸妈写好了遗书，明天就可以解脱了", "crisis", None),     # 给爸妈 is the object, the writer the subject
+    ("my bf said if i leave him hell hurt himself", "concern", "third_party("),  # "himself": never the writer
+    ("my dad locked himself in the garage with the car running", "crisis", None),
 ])
 def test_third_person_reports(text, level, tag):
     risk = assess_risk(text)
@@ -82,6 +85,8 @@ def test_third_person_reports(text, level, tag):
 @pytest.mark.parametrize("text,level", [
     ("I watched a documentary about suicide prevention", "none"),
     ("我在写一篇关于自杀预防的论文", "none"),
+    ("我在写一篇关于青少年自杀预防的论文，需要一些资料", "none"),  # the topic word names what the paper is about
+    ("I'm making a video about teen suicide prevention", "none"),
     ("I read an article about a man who jumped off a bridge", "none"),
     ("After that documentary I want to kill myself", "crisis"),
     ("Is suicide selfish?", "concern"),                          # bare topic, nobody named
@@ -97,6 +102,22 @@ def test_escalation_cues_only_count_together():
     assert assess_risk("药我已经准备好了，就等今晚").level == "crisis"
     risk = assess_risk("我觉得这个世界没有我会更好，我准备走了")
     assert risk.level == "crisis" and any(r.startswith("escalated:") for r in risk.reasons)
+
+
+@pytest.mark.parametrize("text,level", [
+    ("这是我最后一次发帖了，谢谢大家这些年的照顾，再见", "crisis"),   # two farewell cues of different ids
+    ("这是我今年最后一次发帖了", "none"),                           # one cue alone
+    ("gave my guitar to my best friend. nobody has to worry about them after", "crisis"),
+    ("I gave my guitar to my brother because I bought a new one", "none"),
+    ("我站在公司天台上抽烟，透透气", "none"),                       # an errand on a roof is masked
+    ("我现在站在我们小区楼顶，往下看一点都不怕了", "crisis"),
+    ("exam tomorrow and i havent studied kms lol", "none"),
+    ("gonna kms tonight", "crisis"),
+    ("I attempted the exam twice and failed", "none"),
+    ("I attempted last night", "crisis"),
+])
+def test_cues_slang_and_look_alikes(text, level):
+    assert assess_risk(text).level == level
 
 
 def test_normalisation_traditional_and_full_width():
