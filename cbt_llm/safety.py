@@ -44,7 +44,7 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[a-zA-Z]+")
 _SENTENCE_END = re.compile(r"[。！？!?\n；;]+|\.(?=\s|$)|…+")
 _CLAUSE_BREAK = {
-    "zh": re.compile(r"[，,、：:]+|但是|可是|不过|只是"),
+    "zh": re.compile(r"[，,：:]+|但是|可是|不过|只是"),  # 、 lists nouns inside one clause
     "en": re.compile(r"[,:]+|\b(?:but|though|although|however)\b"),
 }
 _QUOTES = {"“": "”", '"': '"', "「": "」", "『": "』", "《": "》"}

@@ -74,6 +74,8 @@ def test_negation_is_pattern_aware(text, level):
     ("给爸妈写好了遗书，明天就可以解脱了", "crisis", None),     # 给爸妈 is the object, the writer the subject
     ("my bf said if i leave him hell hurt himself", "concern", "third_party("),  # "himself": never the writer
     ("my dad locked himself in the garage with the car running", "crisis", None),
+    ("我已经给爸妈、老婆、儿子每人写了一封信", "crisis", None),      # a list after 给 is all objects
+    ("my dad just collapsed and isn't breathing", "crisis", None),
 ])
 def test_third_person_reports(text, level, tag):
     risk = assess_risk(text)
@@ -115,6 +117,11 @@ def test_escalation_cues_only_count_together():
     ("gonna kms tonight", "crisis"),
     ("I attempted the exam twice and failed", "none"),
     ("I attempted last night", "crisis"),
+    ("deleted my insta and twitter so there's less for my family to deal with after", "crisis"),
+    ("deleted my insta because it wastes my time", "none"),
+    ("I know exactly how much insulin it would take", "crisis"),
+    ("如果明天早上不用醒来就好了", "crisis"),
+    ("明天早上不用早起就好了", "none"),
 ])
 def test_cues_slang_and_look_alikes(text, level):
     assert assess_risk(text).level == level
