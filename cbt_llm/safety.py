@@ -356,7 +356,7 @@ def _judge_hit(ctx: _Context, rule: _Rule, m: re.Match) -> tuple[str, str | None
     s_start, s_end = ctx.sentences[s_idx]
     sentence = text[s_start:s_end]
     clauses = ctx.clauses[s_idx]
-    c_start = clauses[_containing(clauses, m.start())][0]
+    c_start, c_end = clauses[_containing(clauses, m.start())]
     prefix = text[c_start:m.start()]
     crisis = rule.level == "crisis"
 
@@ -377,7 +377,6 @@ def _judge_hit(ctx: _Context, rule: _Rule, m: re.Match) -> tuple[str, str | None
     distance = lang.distance.search(sentence)
     if distance:
         cue_between = where >= 0 and lang.distance.search(text, where, m.start()) is not None
-        c_end = clauses[_containing(clauses, m.start())][1]
         # a topic word that names the subject of a distant thing: 关于...自杀, 自杀预防的论文, "suicide prevention"
         about = rule.subject == "topic" and (lang.about.search(prefix) or lang.distance.search(text, m.end(), c_end))
         if subject != "first" or cue_between or about:
