@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 DEMO_DIR ?= demo_output
 
-.PHONY: install test demo lint clean bench
+.PHONY: install test test-fast demo lint clean bench
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install  # the tier with no process, no server and no training (tests/conftest.py)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR)

@@ -36,8 +36,8 @@ def sequential(server: ChatServer, questions: Path, n: int) -> None:
     """The paper-style loop: one blocking request after another."""
     import openai
 
-    from cbt_llm.prompts import get_prompt
-    from cbt_llm.sources import read_questions
+    from cbt_llm.data.prompts import get_prompt
+    from cbt_llm.data.sources import read_questions
 
     client = openai.OpenAI(api_key="sk-bench", base_url=server.base_url, max_retries=6)
     prompt = get_prompt("paper", "zh")

@@ -2,7 +2,7 @@
 
     python benchmarks/predict_throughput.py [--questions 48] [--max-new-tokens 64] [--batch-sizes 1 8 16]
 
-Runs ``cbt_llm.predict.predict`` (the real code path: chat template, left padding, longest prompts
+Runs ``cbt_llm.evaluation.predict.predict`` (the real code path: chat template, left padding, longest prompts
 first, JSONL output) over the bundled sample's questions with greedy decoding, once per batch size,
 after one warm-up batch, and prints answers/s, new tokens/s and the ratio to batch size 1. It also
 checks that every batch size produced the same answers (greedy decoding with left padding).
@@ -28,12 +28,13 @@ def main() -> None:
 
     import torch
 
-    from cbt_llm.predict import generate_batch, load_model, predict
-    from cbt_llm.prompts import chat_prompt
-    from cbt_llm.tiny_model import tiny_model_path
+    from cbt_llm.data.prompts import chat_prompt
+    from cbt_llm.evaluation.predict import generate_batch, predict
+    from cbt_llm.models.loading import load_model_and_tokenizer
+    from cbt_llm.models.tiny import tiny_model_path
 
     model = str(tiny_model_path())
-    tokenizer, lm = load_model(model, device=args.device)
+    lm, tokenizer = load_model_and_tokenizer(model, device=args.device or "auto", padding_side="left")
     generate_batch(tokenizer, lm, [chat_prompt("热身", "")] * 4, {"max_new_tokens": 8})  # warm-up
     print(f"tiny model {model}\ndevice {lm.device}, torch threads {torch.get_num_threads()}, "
           f"{args.questions} questions from the sample, greedy, max_new_tokens {args.max_new_tokens}\n")

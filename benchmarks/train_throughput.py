@@ -32,7 +32,7 @@ def batch_token_counts(trainer) -> tuple[int, int]:
 def run_tiny(packing: bool, epochs: float, batch_size: int) -> dict:
     from trl import ModelConfig, SFTConfig
 
-    from cbt_llm.train import CbtScriptArguments, build_trainer
+    from cbt_llm.training.train import CbtScriptArguments, build_trainer
 
     with tempfile.TemporaryDirectory() as out:
         args = SFTConfig(output_dir=out, packing=packing, num_train_epochs=epochs, per_device_train_batch_size=batch_size,

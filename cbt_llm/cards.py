@@ -7,10 +7,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .crisis import crisis_resources
-from .prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, builtin_prompt_by_version
-from .records import RecordSet
+from cbt_llm import __version__
+from cbt_llm.crisis import crisis_resources
+from cbt_llm.data.prompts import (
+    CBT_STEPS,
+    COGNITIVE_DISTORTIONS,
+    builtin_prompt_by_version,
+)
+from cbt_llm.data.records import RecordSet
 
 QUESTION_SOURCES = ("sample", "psyqa", "other")
 
@@ -60,7 +64,7 @@ def render_dataset_card(
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from .dataset import FEATURES
+    from cbt_llm.data.builder import FEATURES
 
     questions_source = questions_source or ("sample" if from_sample else "psyqa")
     if questions_source not in QUESTION_SOURCES:

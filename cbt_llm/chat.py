@@ -21,11 +21,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from .crisis import format_crisis_resources
-from .client import PER_MESSAGE_TOKENS, estimate_tokens
-from .errors import CbtLlmError, first_line
-from .prompts import SYSTEM_PROMPTS
-from .safety import Risk, assess_lexicon, assess_risk, detect_language, raise_level
+from cbt_llm.crisis import format_crisis_resources
+from cbt_llm.data.prompts import SYSTEM_PROMPTS
+from cbt_llm.endpoints import PER_MESSAGE_TOKENS, estimate_tokens
+from cbt_llm.errors import CbtLlmError, first_line
+from cbt_llm.safety import (
+    Risk,
+    assess_lexicon,
+    assess_risk,
+    detect_language,
+    raise_level,
+)
 
 NOTICE = {
     "zh": (
@@ -309,7 +315,7 @@ class LocalBackend:
 
         import torch
 
-        from .tiny_model import resolve_model_name
+        from cbt_llm.models.tiny import resolve_model_name
 
         self.settings = settings or GenerationSettings()
         self.adapter, self.base = adapter, base
@@ -321,7 +327,7 @@ class LocalBackend:
         base_path = resolve_model_name(base) if base else None
         try:
             if adapter and not base:
-                from .hub import load_adapter
+                from cbt_llm.hub import load_adapter
 
                 model, tokenizer = load_adapter(adapter, revision=revision, **kwargs)
             else:
@@ -367,7 +373,12 @@ class LocalBackend:
     def __call__(self, messages: list[dict]) -> Iterator[str]:
         import threading
 
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer, set_seed
+        from transformers import (
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
+            set_seed,
+        )
 
         self._stop = stop = threading.Event()
 
@@ -627,7 +638,7 @@ def chat_main(*, adapter: str | None = None, base: str | None = None, model: str
     print(notice(language), flush=True)  # before anything slow, so it is the first thing on screen
     judge = None
     if judge_model:
-        from .safety import OpenAIRiskJudge
+        from cbt_llm.safety import OpenAIRiskJudge
 
         judge = OpenAIRiskJudge(judge_base_url, judge_model, api_key_env=api_key_env)
     if model:

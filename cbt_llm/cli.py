@@ -6,13 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import CbtLlmError
+from cbt_llm import __version__
+from cbt_llm.errors import CbtLlmError
 
 
 def _validate(args: argparse.Namespace) -> str:
-    from .records import looks_like_records, read_records
-    from .sources import read_questions
+    from cbt_llm.data.records import looks_like_records, read_records
+    from cbt_llm.data.sources import read_questions
 
     if looks_like_records(args.file):
         result = read_records([args.file])
@@ -23,7 +23,7 @@ def _validate(args: argparse.Namespace) -> str:
 
 
 def _build(args: argparse.Namespace) -> str:
-    from .dataset import build_dataset
+    from cbt_llm.data.build import build_dataset
 
     card = {"pretty_name": args.pretty_name, "license": args.license, "questions_source": args.questions_source}
     if args.repo_id:
@@ -38,7 +38,7 @@ def _build(args: argparse.Namespace) -> str:
 
 
 def _push(args: argparse.Namespace) -> str:
-    from .hub import push_adapter, push_dataset
+    from cbt_llm.hub import push_adapter, push_dataset
 
     common = {"revision": args.revision, "commit_message": args.commit_message, "dry_run": args.dry_run}
     if args.kind == "dataset":
@@ -57,7 +57,7 @@ def _push(args: argparse.Namespace) -> str:
 
 
 def _pull(args: argparse.Namespace) -> str:
-    from .hub import pull
+    from cbt_llm.hub import pull
 
     result = pull(args.kind, args.repo_id, args.output, revision=args.revision)
     return f"pulled {args.kind} repo {result.repo_id} at commit {result.commit} into {result.output_dir} " \
@@ -110,23 +110,23 @@ def _generate_options(args: argparse.Namespace) -> dict:
 
 def _generate(args: argparse.Namespace) -> str:
     if args.dry_run:
-        from .generate import estimate
+        from cbt_llm.generation.generate import estimate
 
         return estimate(args.input, args.output, prompt=args.prompt, language=args.language, limit=args.limit,
                         max_tokens=args.max_tokens, price_input=args.price_input,
                         price_output=args.price_output).format()
     if args.batch:
-        from .batch import run_batch
+        from cbt_llm.generation.batch import run_batch
 
         return run_batch(args.input, args.output, args.model, poll_interval=args.poll_interval,
                          **_generate_options(args)).format()
-    from .generate import generate
+    from cbt_llm.generation.generate import generate
 
     return generate(args.input, args.output, args.model, **_generate_options(args)).format()
 
 
 def _batch(args: argparse.Namespace) -> str:
-    from . import batch
+    from cbt_llm.generation import batch
 
     if args.action == "submit":
         return batch.submit(args.input, args.output, args.model, **_generate_options(args)).format()
@@ -137,7 +137,7 @@ def _batch(args: argparse.Namespace) -> str:
 
 
 def _annotate(args: argparse.Namespace) -> str:
-    from .annotate import annotate
+    from cbt_llm.generation.annotate import annotate
 
     return annotate(args.input, args.output, args.model, base_url=args.base_url, api_key_env=args.api_key_env,
                     concurrency=args.concurrency, language=args.language, temperature=args.temperature,
@@ -221,7 +221,7 @@ def _add_generate_commands(commands) -> None:
     annotate = commands.add_parser(
         "annotate", help="label each question's cognitive distortions (fixed taxonomy) with a teacher model",
         description="Copy a records file, asking the teacher to label the ok records' questions with cognitive "
-                    "distortions from the taxonomy in cbt_llm.prompts.COGNITIVE_DISTORTIONS (stored in "
+                    "distortions from the taxonomy in cbt_llm.data.prompts.COGNITIVE_DISTORTIONS (stored in "
                     "'distortions'). Resumable like generate.")
     annotate.add_argument("--input", required=True, metavar="RECORDS.jsonl", help="generate's output")
     annotate.add_argument("--output", required=True, metavar="OUT.jsonl", help="labelled records")
@@ -233,7 +233,7 @@ def _add_generate_commands(commands) -> None:
 
 
 def _chat(args: argparse.Namespace) -> str:
-    from .chat import GenerationSettings, chat_main
+    from cbt_llm.chat import GenerationSettings, chat_main
 
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     return chat_main(adapter=args.adapter, base=args.base, model=args.model, base_url=args.base_url,
@@ -244,7 +244,7 @@ def _chat(args: argparse.Namespace) -> str:
 
 
 def _merge(args: argparse.Namespace) -> str:
-    from .merge import merge_adapter
+    from cbt_llm.training.merge import merge_adapter
 
     output = merge_adapter(args.adapter, args.output, revision=args.revision)
     return f"merged adapter {args.adapter} into its base model: {output} (model card: {output / 'README.md'})"
@@ -252,7 +252,12 @@ def _merge(args: argparse.Namespace) -> str:
 
 def _add_chat_commands(commands) -> None:
     """The chat and merge subcommands (issue 7)."""
-    from .chat import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ENDPOINT_CONTEXT_TOKENS
+    from cbt_llm.chat import (
+        DEFAULT_MAX_NEW_TOKENS,
+        DEFAULT_TEMPERATURE,
+        DEFAULT_TOP_P,
+        ENDPOINT_CONTEXT_TOKENS,
+    )
 
     chat = commands.add_parser(
         "chat", help="talk to a fine-tuned adapter (or a served model) in the terminal, behind the crisis guard",
@@ -304,7 +309,7 @@ def _add_chat_commands(commands) -> None:
 
 
 def _predict(args: argparse.Namespace) -> str:
-    from .predict import predict
+    from cbt_llm.evaluation.predict import predict
 
     return predict(args.output, model=args.model, adapter=args.adapter, base_url=args.base_url,
                    dataset=args.dataset, split=args.split, data_files=args.data_files, limit=args.limit,
@@ -317,7 +322,7 @@ def _predict(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> str:
-    from .report import evaluate_systems
+    from cbt_llm.evaluation.evaluate import evaluate_systems
 
     return evaluate_systems(args.predictions, args.output, references=args.references, names=args.names,
                             dataset=args.dataset, data_files=args.data_files, bertscore_model=args.bertscore_model,
@@ -327,7 +332,7 @@ def _evaluate(args: argparse.Namespace) -> str:
 
 
 def _judge(args: argparse.Namespace) -> str:
-    from .judge import judge
+    from cbt_llm.evaluation.judge import judge
 
     return judge(args.predictions, args.output, args.model, base_url=args.base_url, api_key_env=args.api_key_env,
                  dataset=args.dataset, split=args.split, data_files=args.data_files, system=args.system,
@@ -414,7 +419,7 @@ def _add_evaluation_commands(commands) -> None:
     judge = commands.add_parser(
         "judge", help="rate answers with an LLM judge: relevance, CBT structure, helpfulness (0-2 each)",
         description="Shows an OpenAI-compatible model each question and answer with a fixed rubric (see "
-                    "cbt_llm.judge) and stores its JSON scores, one line per id; resumable. Means are printed and "
+                    "cbt_llm.evaluation.judge) and stores its JSON scores, one line per id; resumable. Means are printed and "
                     "can be added to the report with `cbt-llm evaluate --judgements`.")
     judge.add_argument("--predictions", required=True, metavar="PREDS.jsonl", help="predict's output")
     judge.add_argument("--output", required=True, metavar="JUDGE.jsonl", help="judgements file (resumable)")
@@ -431,8 +436,8 @@ def _add_evaluation_commands(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per pipeline stage."""
-    from .dataset import DEFAULT_SPLIT_RATIOS
-    from .prompts import SYSTEM_PROMPT_ZH
+    from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+    from cbt_llm.data.splits import DEFAULT_SPLIT_RATIOS
 
     parser = argparse.ArgumentParser(prog="cbt-llm", description="CBT-structured mental-health QA: data, "
                                      "fine-tuning, evaluation and Hub publishing.")
@@ -477,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; user errors print one line to stderr and exit 1, without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        from .train import cli_main
+        from cbt_llm.training.train import cli_main
 
         return cli_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import CbtLlmError
+from cbt_llm.errors import CbtLlmError
 
 LEVELS = ("none", "concern", "crisis")
 _RANK = {level: i for i, level in enumerate(LEVELS)}

@@ -10,10 +10,10 @@ point of the check. Point it at a real teacher to get a dataset:
 import argparse
 import contextlib
 
-from cbt_llm.dataset import sample_questions_path
-from cbt_llm.generate import generate
-from cbt_llm.local_server import transformers_serve
-from cbt_llm.tiny_model import tiny_model_path
+from cbt_llm.data.splits import sample_questions_path
+from cbt_llm.generation.generate import generate
+from cbt_llm.models.serve import transformers_serve
+from cbt_llm.models.tiny import tiny_model_path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--input", default=str(sample_questions_path()), help="questions (PsyQA .json, .jsonl, .csv)")

@@ -8,7 +8,7 @@ import argparse
 
 from datasets import load_dataset
 
-from cbt_llm.dataset import build_dataset
+from cbt_llm.data.build import build_dataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--input", nargs="*", help="records .jsonl files (default: the bundled sample)")

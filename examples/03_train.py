@@ -7,7 +7,7 @@ Any recipe field can be overridden: --learning_rate 1e-4, --dataset_name example
 
 import sys
 
-from cbt_llm.train import main, parse_args
+from cbt_llm.training.train import main, parse_args
 
 argv = sys.argv[1:]
 if "--config" not in argv:

@@ -6,9 +6,9 @@ Writes examples_output/report/ (report.md, report.json, metrics.png, step_covera
 
 import argparse
 
-from cbt_llm.predict import predict
-from cbt_llm.report import evaluate_systems
-from cbt_llm.tiny_model import TINY_MODEL_NAME
+from cbt_llm.evaluation.evaluate import evaluate_systems
+from cbt_llm.evaluation.predict import predict
+from cbt_llm.models.tiny import TINY_MODEL_NAME
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--adapter", default="examples_output/adapter")

@@ -17,14 +17,16 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-from cbt_llm.dataset import build_dataset, sample_path, sample_questions_path  # noqa: E402
-from cbt_llm.generate import generate  # noqa: E402
+from cbt_llm.data.build import build_dataset  # noqa: E402
+from cbt_llm.data.splits import sample_path, sample_questions_path  # noqa: E402
+from cbt_llm.evaluation.evaluate import evaluate_systems  # noqa: E402
+from cbt_llm.evaluation.predict import predict  # noqa: E402
+from cbt_llm.generation.generate import generate  # noqa: E402
 from cbt_llm.hub import push_adapter, push_dataset  # noqa: E402
-from cbt_llm.local_server import transformers_serve  # noqa: E402
-from cbt_llm.predict import predict  # noqa: E402
-from cbt_llm.report import evaluate_systems  # noqa: E402
-from cbt_llm.tiny_model import TINY_MODEL_NAME, tiny_model_path  # noqa: E402
-from cbt_llm.train import main as train, parse_args  # noqa: E402
+from cbt_llm.models.serve import transformers_serve  # noqa: E402
+from cbt_llm.models.tiny import TINY_MODEL_NAME, tiny_model_path  # noqa: E402
+from cbt_llm.training.train import main as train  # noqa: E402
+from cbt_llm.training.train import parse_args
 
 
 @contextlib.contextmanager

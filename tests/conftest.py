@@ -1,7 +1,14 @@
-"""Shared test set-up: an empty Hugging Face cache per run and no network for the hub clients."""
+"""Shared test set-up: an empty Hugging Face cache per run, no network for the hub clients, and two tiers.
+
+The fast tier (``pytest -m "not slow"``, ``make test-fast``) starts no process and no server and
+trains nothing; a test that needs one of these is marked ``slow`` (tests using the fixtures in
+``SLOW_FIXTURES`` are marked automatically) and a fast-tier test that tries anyway fails at once.
+"""
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +29,28 @@ def pytest_configure(config):
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 
+SLOW_FIXTURES = {"cli", "tiny_model", "tiny_adapter", "tiny_bert", "hub"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_guard(request, monkeypatch):
+    """In the fast tier, starting a process or listening on a socket fails the test with a pointer to the tiers."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts a process or a server: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(socket.socket, "listen", refuse)
+
+
 def pytest_unconfigure(config):
     if _HF_HOME:
         shutil.rmtree(_HF_HOME, ignore_errors=True)
@@ -38,7 +67,7 @@ def psyqa_example() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The library's tiny random Llama (created on first use in this run's cache)."""
-    from cbt_llm.tiny_model import tiny_model_path
+    from cbt_llm.models.tiny import tiny_model_path
 
     return tiny_model_path()
 

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from cbt_llm.train import build_trainer, parse_args, train_and_save
+from cbt_llm.training.train import build_trainer, parse_args, train_and_save
 
 script_args, training_args, model_args = parse_args(sys.argv[1:])
 trainer = build_trainer(script_args, training_args, model_args)

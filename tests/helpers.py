@@ -2,7 +2,7 @@
 
 import json
 
-from cbt_llm.prompts import STEP_KEYS
+from cbt_llm.data.prompts import STEP_KEYS
 
 
 def make_record(id_, response="一段完整的回答。", **fields):

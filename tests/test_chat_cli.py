@@ -24,9 +24,18 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from cbt_llm.chat import (EndpointBackend, GenerationSettings, LocalBackend, concern_footer, notice, run_chat)
+from cbt_llm.chat import (
+    EndpointBackend,
+    GenerationSettings,
+    LocalBackend,
+    concern_footer,
+    notice,
+    run_chat,
+)
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.prompts import SYSTEM_PROMPT_ZH
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 SCRIPT = Path(sys.executable).parent / "cbt-llm"
 ZH_PROMPT, ZH_ASSISTANT = "你> ", "助手> "
@@ -382,7 +391,7 @@ def test_endpoint_backend_takes_the_key_from_the_environment_only(monkeypatch):
 
 
 def test_importing_the_chat_module_stays_light():
-    code = ("import sys, cbt_llm.chat, cbt_llm.merge, cbt_llm.cli; cbt_llm.cli.build_parser(); "
+    code = ("import sys, cbt_llm.chat, cbt_llm.training.merge, cbt_llm.cli; cbt_llm.cli.build_parser(); "
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'openai') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

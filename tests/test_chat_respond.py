@@ -2,11 +2,17 @@
 
 import pytest
 
-from cbt_llm.chat import (Reply, build_messages, notice, respond, respond_stream,
-                          trim_history)
-from cbt_llm.client import estimate_tokens
+from cbt_llm.chat import (
+    Reply,
+    build_messages,
+    notice,
+    respond,
+    respond_stream,
+    trim_history,
+)
+from cbt_llm.data.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
+from cbt_llm.endpoints import estimate_tokens
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
 
 
 class Model:

@@ -6,7 +6,10 @@ import time
 import pytest
 from chat_server import ChatServer
 
-from cbt_llm.client import FatalAPIError, RequestEngine, RequestFailed, parse_retry_after
+from cbt_llm.generation.client import FatalAPIError, RequestEngine, RequestFailed
+from cbt_llm.generation.ratelimit import parse_retry_after
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 PAYLOAD = {"model": "test-model", "messages": [{"role": "user", "content": "你好"}]}
 
@@ -70,25 +73,3 @@ def test_fatal_errors_raise_at_once_without_the_key(status, words):
         assert words in str(errors[0]) and f"HTTP {status}" in str(errors[0])
         assert "sk-test-secret-key" not in str(errors[0])
         assert server.stats.auth_headers == {"Bearer sk-test-secret-key"}
-
-
-def test_rpm_cap_paces_requests():
-    with ChatServer() as server:
-        start = time.monotonic()
-        run(send_all(server, 11, rpm=600))  # 10 per second: 11 requests take about 1 s
-        assert time.monotonic() - start >= 0.9
-        times = server.stats.answer_times
-        assert times[-1] - times[0] >= 0.9
-
-
-@pytest.mark.slow
-def test_adaptive_backoff_settles_near_the_server_limit():
-    """No rate flag: 120 requests at concurrency 64 against 20 req/s; few 429s, near the limit."""
-    with ChatServer(rate_limit=20, latency=0.05) as server:
-        engine, results = run(send_all(server, 160, concurrency=64))
-        assert all(not isinstance(r, Exception) for r in results)
-        stats = server.stats
-        assert stats.answered == 160
-        assert stats.rate_limited <= stats.answered / 2
-        assert stats.throughput >= 0.85 * 20, (stats.throughput, stats.rate_limited)
-        assert engine.limiter.rate_limit_events >= 1

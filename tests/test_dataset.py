@@ -5,13 +5,14 @@ import textwrap
 
 import pytest
 from datasets import load_dataset
+from helpers import make_record, write_jsonl
 
 import cbt_llm
-from cbt_llm.dataset import FEATURES, SPLITS, build_dataset, register, sample_path, split_of
+from cbt_llm.data.build import build_dataset
+from cbt_llm.data.builder import FEATURES
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+from cbt_llm.data.splits import SPLITS, sample_path, split_of
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.prompts import SYSTEM_PROMPT_ZH
-
-from helpers import make_record, write_jsonl
 
 
 def ids_by_split(dataset_dict):
@@ -91,14 +92,6 @@ def test_a_bad_record_file_fails_with_its_location(tmp_path):
         load_dataset("cbt_qa", data_files=str(path))
 
 
-def test_registration_fails_clearly_when_datasets_internals_change(monkeypatch):
-    import datasets.load
-
-    monkeypatch.delattr(datasets.load, "PackagedDatasetModuleFactory")
-    with pytest.raises(CbtLlmError, match=r"datasets \S+ no longer has the loader internals"):
-        register()
-
-
 def test_build_then_plain_datasets_reads_both_configs_without_cbt_llm(tmp_path, cli):
     out = tmp_path / "cbt_qa"
     result = cli("build", "--output", out)
@@ -159,7 +152,7 @@ def test_build_from_generated_records_counts_drops_and_describes_the_run(tmp_pat
     assert "Records dropped: **3** (2 empty response, 1 status rejected)" in text
     assert "`teacher-x` (30)" in text and "`paper-zh-v1` (30)" in text
     assert "Prompt tokens | 3000" in text and "Completion tokens | 12000" in text
-    assert cbt_llm.prompts.get_prompt("paper", "zh").template.strip().splitlines()[0] in text
+    assert cbt_llm.data.prompts.get_prompt("paper", "zh").template.strip().splitlines()[0] in text
     assert "PsyQA terms" in text and "license: other" in text
 
 

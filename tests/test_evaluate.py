@@ -4,12 +4,18 @@ import json
 from pathlib import Path
 
 import pytest
-
-from cbt_llm.errors import CbtLlmError
-from cbt_llm.evaluate import (METRIC_KEYS, cbt_structure_score, cohen_kappa, compute_metrics, step_coverage,
-                              structure_agreement, structure_of)
-from cbt_llm.prompts import STEP_KEYS
 from eval_helpers import sample_rows
+
+from cbt_llm.data.prompts import STEP_KEYS
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.evaluation.evaluate import METRIC_KEYS, compute_metrics
+from cbt_llm.evaluation.structure import (
+    cbt_structure_score,
+    cohen_kappa,
+    step_coverage,
+    structure_agreement,
+    structure_of,
+)
 
 HAND_LABELLED = Path(__file__).parent / "data" / "cbt_structure_eval.jsonl"
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

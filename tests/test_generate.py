@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 from chat_server import ChatServer, cbt_steps
 
-from cbt_llm import batch
-from cbt_llm.annotate import annotate, parse_labels
+from cbt_llm.data.prompts import STEP_KEYS
+from cbt_llm.data.records import read_records
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.generate import OutputFile, generate
-from cbt_llm.prompts import STEP_KEYS
-from cbt_llm.records import read_records
+from cbt_llm.generation import batch
+from cbt_llm.generation.annotate import annotate, parse_labels
+from cbt_llm.generation.generate import generate
+from cbt_llm.generation.store import JsonlStore
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 SECRET = "sk-proj-THIS-IS-A-TEST-SECRET-0123456789"
 
@@ -120,7 +123,7 @@ def test_output_file_compaction_keeps_one_line_per_id(tmp_path):
     rows = [{"id": "a", "status": "failed"}, {"id": "a", "status": "ok"}, {"id": "b", "status": "failed"},
             {"id": "c", "status": "rejected"}]
     out.write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n" + '{"id": "d"')
-    f = OutputFile(out)
+    f = JsonlStore(out)
     state = f.open(retry={"b"})
     f.append({"id": "b", "status": "ok"})
     f.close()
@@ -178,7 +181,7 @@ def test_api_key_never_lands_in_outputs_or_logs(tmp_path, cli, monkeypatch):
 
 
 def test_generate_stays_light():
-    code = ("import sys\nfrom cbt_llm.cli import main\nimport cbt_llm.generate, cbt_llm.client\n"
+    code = ("import sys\nfrom cbt_llm.cli import main\nimport cbt_llm.generation.generate, cbt_llm.generation.client\n"
             "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

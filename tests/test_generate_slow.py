@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from chat_server import ChatServer
-
-from cbt_llm.local_server import transformers_serve
 from test_generate import write_questions
+
+from cbt_llm.models.serve import transformers_serve
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 CLI = Path(sys.executable).parent / "cbt-llm"
 

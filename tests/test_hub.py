@@ -20,14 +20,13 @@ from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
-
-from cbt_llm.dataset import build_dataset
-from cbt_llm.errors import CbtLlmError
-from cbt_llm.hub import adapter_card_for_hub, push_adapter, push_dataset
-from cbt_llm.local_server import free_port
-
 from helpers import make_record, write_jsonl
 from hub_server import HubServer, hub_env
+
+from cbt_llm.data.build import build_dataset
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.hub import adapter_card_for_hub, push_adapter, push_dataset
+from cbt_llm.models.serve import free_port
 
 TOKEN = f"hf_cbtllmTest{uuid.uuid4().hex}"  # unique, so any copy of it in a file is found
 OTHER_TOKEN = f"hf_cbtllmOther{uuid.uuid4().hex}"

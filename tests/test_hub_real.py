@@ -14,11 +14,10 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-
-from cbt_llm.dataset import build_dataset
-
 import test_hub
 from hub_server import hub_env
+
+from cbt_llm.data.build import build_dataset
 
 ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 TOKEN = os.environ.get("HF_TOKEN")

@@ -3,11 +3,19 @@
 import json
 
 import pytest
+from chat_server import ChatServer
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.judge import JUDGE_SYSTEM, judge, judge_messages, judgement_means, parse_judgement
-from cbt_llm.predict import load_split
-from chat_server import ChatServer
+from cbt_llm.evaluation.judge import (
+    JUDGE_SYSTEM,
+    judge,
+    judge_messages,
+    judgement_means,
+    parse_judgement,
+)
+from cbt_llm.evaluation.predict import load_split
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 
 @pytest.mark.parametrize("reply, expected", [

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.merge import merge_adapter
+from cbt_llm.training.merge import merge_adapter
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 PROMPT = [{"role": "system", "content": "你是一位心理咨询师。"}, {"role": "user", "content": "我最近总是睡不好，担心考试"}]
 
@@ -24,7 +26,7 @@ def adapter(tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cbt_llm.tiny_model import tiny_model_path
+    from cbt_llm.models.tiny import tiny_model_path
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path())
@@ -97,7 +99,7 @@ def test_cli_merge_and_refusing_a_non_empty_output(adapter, tmp_path, cli):
 
 
 def test_model_card_links_a_hub_base_but_not_a_local_path():
-    from cbt_llm.merge import model_card
+    from cbt_llm.training.merge import model_card
 
     card = model_card("Qwen/Qwen2.5-7B-Instruct", "me/cbt-lora")
     assert 'base_model: "Qwen/Qwen2.5-7B-Instruct"' in card and 'base_model_relation: "merge"' in card

@@ -4,11 +4,24 @@ import random
 
 import evaluate
 import pytest
+from eval_helpers import sample_rows
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.metrics import (BertScore, Bleu, ChrF, Distinct, JiebaBleu, Meteor, NoWordNet, RougeL, characters,
-                             distinct, jieba_words, lcs_length, rouge_l)
-from eval_helpers import sample_rows
+from cbt_llm.evaluation.metrics import (
+    BertScore,
+    Bleu,
+    ChrF,
+    Distinct,
+    JiebaBleu,
+    Meteor,
+    NoWordNet,
+    RougeL,
+    characters,
+    distinct,
+    jieba_words,
+    lcs_length,
+    rouge_l,
+)
 
 ANSWERS = [row["response"] for row in sample_rows()[:8]]
 UNRELATED = ["今天上午股市小幅上涨，科技板块领涨，成交量较昨日有所放大。",

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,7 +41,7 @@ def test_installed_wheel_loads_the_sample_and_renders_the_card(wheel, tmp_path):
         import json, sys
         import cbt_llm
         from cbt_llm.cards import template_path
-        from cbt_llm.dataset import build_dataset
+        from cbt_llm.data.build import build_dataset
         from datasets import load_dataset
         ds = load_dataset("cbt_qa")
         build_dataset(output_dir="built")

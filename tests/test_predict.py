@@ -3,11 +3,16 @@
 import json
 
 import pytest
-
-from cbt_llm.errors import CbtLlmError
-from cbt_llm.predict import load_split, predict, read_predictions, resolve_settings
-from cbt_llm.prompts import SYSTEM_PROMPT_ZH
 from chat_server import ChatServer
+
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.evaluation.predict import (
+    load_split,
+    predict,
+    read_predictions,
+    resolve_settings,
+)
 
 
 def lines(path):
@@ -68,6 +73,7 @@ def test_batched_generation_matches_one_at_a_time(tiny_model, tmp_path):
     assert len(set(single.values())) > 1
 
 
+@pytest.mark.slow
 def test_endpoint_mode_uses_the_engine_and_retries_failures_on_rerun(tmp_path):
     seen = []
 

@@ -3,8 +3,7 @@ import re
 
 import pytest
 
-from cbt_llm.errors import CbtLlmError
-from cbt_llm.prompts import (
+from cbt_llm.data.prompts import (
     BUILTIN_PROMPTS,
     CBT_STEPS,
     LANGUAGES,
@@ -14,6 +13,7 @@ from cbt_llm.prompts import (
     chat_prompt,
     get_prompt,
 )
+from cbt_llm.errors import CbtLlmError
 
 
 def test_five_steps_in_paper_order_with_both_names():

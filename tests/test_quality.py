@@ -5,13 +5,13 @@ import json
 import pytest
 from chat_server import EN_STEPS
 
-from cbt_llm.dataset import sample_path
-from cbt_llm.prompts import STEP_KEYS
-from cbt_llm.evaluate import cbt_structure_score
-from cbt_llm.quality import (
+from cbt_llm.data.prompts import STEP_KEYS
+from cbt_llm.data.splits import sample_path
+from cbt_llm.evaluation.structure import cbt_structure_score
+from cbt_llm.generation.dedup import near_duplicates
+from cbt_llm.generation.quality import (
     check_answer,
     detect_steps,
-    near_duplicates,
     split_sentences,
     step_scores,
     supported_steps,

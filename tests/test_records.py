@@ -1,9 +1,8 @@
 import pytest
-
-from cbt_llm.records import looks_like_records, read_records
-from cbt_llm.sources import SourceError
-
 from helpers import make_record, write_jsonl
+
+from cbt_llm.data.records import looks_like_records, read_records
+from cbt_llm.data.sources import SourceError
 
 
 def test_keeps_ok_records_and_counts_the_dropped_by_reason(tmp_path):

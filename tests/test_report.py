@@ -7,8 +7,9 @@ import pytest
 from huggingface_hub import EvalResult, ModelCard
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.predict import load_split
-from cbt_llm.report import CARD_START, evaluate_systems, load_references, update_model_card_with_results
+from cbt_llm.evaluation.evaluate import evaluate_systems, load_references
+from cbt_llm.evaluation.predict import load_split
+from cbt_llm.evaluation.report import CARD_START, update_model_card_with_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -25,7 +26,7 @@ def test_predict_and_evaluate_on_the_tiny_adapter_offline(tiny_adapter, tiny_ber
     done = cli("predict", "--adapter", adapter, "--output", tmp_path / "adapter.jsonl", "--max-new-tokens", 24)
     assert done.returncode == 0, done.stderr
     base = tmp_path / "base.jsonl"
-    from cbt_llm.predict import predict
+    from cbt_llm.evaluation.predict import predict
 
     predict(base, model=str(tiny_model), max_new_tokens=24, progress=False)
     report_dir = tmp_path / "report"

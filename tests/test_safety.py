@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.safety import (OpenAIRiskJudge, Risk, assess_risk, evaluate_lexicon, load_lexicon,
-                            parse_judge_answer)
+from cbt_llm.safety import (
+    OpenAIRiskJudge,
+    Risk,
+    assess_risk,
+    evaluate_lexicon,
+    load_lexicon,
+    parse_judge_answer,
+)
 
 EVAL = Path(__file__).parent / "data" / "safety_eval.jsonl"
 
@@ -169,6 +175,7 @@ def test_custom_lexicon_extends_and_bad_regex_is_reported(tmp_path):
         load_lexicon(str(custom))
 
 
+@pytest.mark.slow
 def test_eval_cli_prints_the_table():
     out = subprocess.run([sys.executable, "-m", "cbt_llm.safety", "--eval", str(EVAL)], capture_output=True,
                          text=True, timeout=120)
@@ -177,6 +184,7 @@ def test_eval_cli_prints_the_table():
     assert "crisis recall:" in out.stdout
 
 
+@pytest.mark.slow
 def test_import_is_light():
     code = ("import sys, cbt_llm.safety, cbt_llm.chat; "
             "print([m for m in ('torch', 'transformers', 'openai') if m in sys.modules])")
@@ -250,6 +258,7 @@ def judge_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_openai_judge_over_http(judge_server, monkeypatch):
     monkeypatch.setenv("CBT_TEST_JUDGE_KEY", "sk-test")
     judge = OpenAIRiskJudge(judge_server, "risk-judge", api_key_env="CBT_TEST_JUDGE_KEY", max_retries=0)

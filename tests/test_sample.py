@@ -3,9 +3,9 @@
 import json
 import re
 
-from cbt_llm.dataset import sample_path
-from cbt_llm.prompts import COGNITIVE_DISTORTIONS, STEP_KEYS
-from cbt_llm.records import read_records
+from cbt_llm.data.prompts import COGNITIVE_DISTORTIONS, STEP_KEYS
+from cbt_llm.data.records import read_records
+from cbt_llm.data.splits import sample_path
 
 TOPICS = ["情绪", "学习", "职场", "人际", "家庭", "恋爱", "婚姻", "成长", "睡眠", "社交", "哀伤"]
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cbt_llm.cli import main
-from cbt_llm.sources import Question, SourceError, read_questions
+from cbt_llm.data.sources import Question, SourceError, read_questions
 
 GOOD_JSONL = (
     '{"id": "q1", "question": "考试前总是失眠怎么办？", "description": "下周就要考试了。", "keywords": ["学习", "考试焦虑"]}\n'

@@ -3,7 +3,11 @@ import os
 import subprocess
 import sys
 
-from cbt_llm.tiny_model import TINY_MODEL_NAME, resolve_model_name
+import pytest
+
+from cbt_llm.models.tiny import TINY_MODEL_NAME, resolve_model_name
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 
 def digest(folder):
@@ -15,7 +19,7 @@ def test_tiny_model_is_deterministic_and_cached(tiny_model, tmp_path):
     assert resolve_model_name(TINY_MODEL_NAME) == str(tiny_model)
     assert resolve_model_name("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
     other = subprocess.run(
-        [sys.executable, "-c", "from cbt_llm.tiny_model import tiny_model_path; print(tiny_model_path())"],
+        [sys.executable, "-c", "from cbt_llm.models.tiny import tiny_model_path; print(tiny_model_path())"],
         capture_output=True, text=True, check=True, env={**os.environ, "CBT_LLM_CACHE": str(tmp_path)},
     ).stdout.strip()
     assert other.startswith(str(tmp_path)) and digest(tiny_model) == digest(type(tiny_model)(other))

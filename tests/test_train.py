@@ -9,11 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from cbt_llm.local_server import free_port
-from cbt_llm.train import parse_args, shipped_recipes
+from cbt_llm.models.serve import free_port
+from cbt_llm.training.train import parse_args, shipped_recipes
+
+pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_thisIsNotARealTokenButMustNeverLeak42"
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+NO_GPU = pytest.mark.skipif(_has_gpu(), reason="checks the error a machine without a CUDA GPU gives")
 
 
 def losses(output_dir, key="loss"):
@@ -112,7 +123,7 @@ def test_two_process_ddp_on_cpu_shards_the_data_and_keeps_the_loss_scale(tmp_pat
     args = ["--config", "tiny-cpu", "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no",
             "--logging_steps", "1"]
     env = {**os.environ, "PROBE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    one = subprocess.run([sys.executable, "-m", "cbt_llm.train", *args, "--output_dir", str(single)],
+    one = subprocess.run([sys.executable, "-m", "cbt_llm.training.train", *args, "--output_dir", str(single)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -147,12 +158,14 @@ def test_shipped_recipes_parse_and_flags_override_them():
     assert model.lora_target_modules == "all-linear" and not model.load_in_4bit
 
 
+@NO_GPU
 def test_qlora_without_a_gpu_fails_clearly(cli, tmp_path):
     result = cli("train", "--config", "qwen2.5-7b-instruct-qlora", "--output_dir", tmp_path / "q", "--use_cpu")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "QLoRA (load_in_4bit/load_in_8bit) needs a CUDA GPU" in result.stderr
 
 
+@NO_GPU
 def test_a_gpu_recipe_on_a_cpu_machine_fails_clearly(cli, tmp_path):
     result = cli("train", "--config", "qwen2.5-7b-instruct-lora", "--output_dir", tmp_path / "q")
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -1,0 +1,111 @@
+"""CBT QA records (the ``default`` schema) read from JSON Lines, validated, and sorted into kept and dropped.
+
+Generation writes these records; the ``cbt_qa`` builder and ``cbt-llm build`` read them. This
+module stays free of heavy imports so the generator can use it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cbt_llm.data.prompts import STEP_KEYS
+from cbt_llm.data.sources import (
+    IdRegistry,
+    Location,
+    iter_json_objects,
+    optional_text,
+    record_id,
+    require_text,
+    string_list,
+)
+
+SOURCE_TEXT_FIELDS = ("model", "prompt_version", "created_at", "finish_reason")
+SOURCE_COUNT_FIELDS = ("prompt_tokens", "completion_tokens")
+STATUSES = ("ok", "rejected", "failed")
+
+
+@dataclass
+class RecordSet:
+    """Records kept for the dataset plus a count of the ones dropped, by reason."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+
+def _steps(obj: dict, loc: Location) -> dict[str, str]:
+    value = obj.get("steps")
+    if value is None:
+        return {key: "" for key in STEP_KEYS}
+    if not isinstance(value, dict):
+        raise loc.error("must be an object with the keys " + ", ".join(STEP_KEYS), "steps")
+    unknown = sorted(set(value) - set(STEP_KEYS))
+    if unknown:
+        raise loc.error(f"unknown step keys {unknown}; expected " + ", ".join(STEP_KEYS), "steps")
+    return {key: optional_text(value, key, loc) for key in STEP_KEYS}
+
+
+def _source(obj: dict, loc: Location) -> dict[str, Any]:
+    value = obj.get("source")
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise loc.error("must be an object", "source")
+    source: dict[str, Any] = {name: optional_text(value, name, loc) for name in SOURCE_TEXT_FIELDS}
+    for name in SOURCE_COUNT_FIELDS:
+        count = value.get(name)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise loc.error(f"source.{name} must be a non-negative integer, got {count!r}", "source")
+        source[name] = count
+    return source
+
+
+def parse_record(obj: dict, loc: Location) -> tuple[dict[str, Any], str | None]:
+    """Validate one record; returns it in the ``default`` schema and why it is dropped (or None)."""
+    question = require_text(obj, "question", loc)
+    description = optional_text(obj, "description", loc)
+    response = optional_text(obj, "response", loc)
+    status = obj.get("status", "ok")
+    if status not in STATUSES:
+        raise loc.error(f"must be one of {', '.join(STATUSES)}, got {status!r}", "status")
+    record = {
+        "id": record_id(obj, loc, question, description),
+        "question": question,
+        "description": description,
+        "keywords": list(string_list(obj, "keywords", loc)),
+        "response": response,
+        "steps": _steps(obj, loc),
+        "distortions": list(string_list(obj, "distortions", loc)),
+        "source": _source(obj, loc),
+    }
+    if status != "ok":
+        return record, f"status {status}"
+    if not response:
+        return record, "empty response"
+    return record, None
+
+
+def read_records(paths: Iterable[str | Path]) -> RecordSet:
+    """Read record files in order; ids must be unique across all of them."""
+    result = RecordSet()
+    ids = IdRegistry()
+    for path in paths:
+        for loc, obj in iter_json_objects(path):
+            record, reason = parse_record(obj, loc)
+            ids.add(record["id"], loc)
+            if reason is None:
+                result.records.append(record)
+            else:
+                result.dropped[reason] += 1
+    return result
+
+
+def looks_like_records(path: str | Path) -> bool:
+    """True when a JSON file's first object has a ``response`` field (records, not questions)."""
+    if Path(path).suffix.lower() not in (".json", ".jsonl", ".ndjson"):
+        return False
+    first = next(iter_json_objects(path), None)
+    return first is not None and "response" in first[1]

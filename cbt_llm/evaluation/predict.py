@@ -1,0 +1,297 @@
+"""Answers for a split's questions, from a local model (+ LoRA adapter) or an OpenAI-compatible endpoint.
+
+``predict(output, model=..., adapter=..., split="test")`` (and ``cbt-llm predict``) asks every
+question of a ``cbt_qa`` split with the training prompt (the recipe's system line plus the
+question and description) and writes one JSON line per question id::
+
+    {"id": ..., "prediction": ..., "status": "ok", "finish_reason": "stop", "new_tokens": 231,
+     "settings": {"mode": "transformers", "model": ..., "adapter": ..., "system_prompt": ..., "max_new_tokens": ...}}
+
+No reference goes into the file, so it can be shared and scored later (``cbt-llm evaluate``).
+
+* **transformers**: batched ``generate`` with left padding, longest prompts first so that a
+  batch holds prompts of similar length; the adapter is a local folder or a Hub repo (PEFT). The
+  system line and generation settings come from flags, else from the adapter's
+  ``training_recipe.yaml`` (``system_prompt``, and ``max_new_tokens``/``temperature``/... when the
+  recipe has them, top level or under ``generation``), else greedy decoding with 512 new tokens.
+* **endpoint** (``base_url``): the generation engine's ``RequestEngine`` (concurrency, retries,
+  adaptive backoff on 429) against vLLM (``--model`` names the LoRA module), ``transformers serve``
+  or a hosted API.
+
+The output is resumable with the generation engine's ``OutputFile``: a rerun skips ids already
+answered, retries failed ones, repairs a torn last line, and refuses to mix in answers made with
+other settings (pass ``overwrite=True`` to start again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, chat_prompt
+from cbt_llm.endpoints import answer_of, resolve_api_key
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.generation.client import RequestEngine, RequestFailed
+from cbt_llm.generation.runner import (
+    EndpointConfig,
+    Progress,
+    RunStats,
+    resume,
+    run_requests,
+)
+from cbt_llm.generation.store import JsonlStore, utc_now
+from cbt_llm.models.loading import load_model_and_tokenizer
+
+GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
+DEFAULT_GENERATION = {"max_new_tokens": 512, "do_sample": False, "temperature": None, "top_p": None,
+                      "repetition_penalty": None}
+RECIPE_FILE = "training_recipe.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions and settings
+# ---------------------------------------------------------------------------------------------
+def load_split(dataset: str = "cbt_qa", split: str = "test", data_files: list[str] | None = None) -> list[dict]:
+    """The rows (``default`` config) of one split of ``cbt_qa`` (sample or ``data_files``), a built folder or a Hub id."""
+    from datasets import load_dataset
+
+    import cbt_llm  # noqa: F401 - registers cbt_qa
+
+    kwargs: dict[str, Any] = {"data_files": data_files} if data_files else {}
+    try:
+        loaded = load_dataset(dataset, "default", **kwargs)
+    except (FileNotFoundError, ValueError) as err:
+        raise CbtLlmError(f"cannot load dataset {dataset!r}: {str(err).splitlines()[0][:200]}") from None
+    if split not in loaded:
+        raise CbtLlmError(f"dataset {dataset!r} has no split {split!r} (it has: {', '.join(loaded)})")
+    return [dict(row) for row in loaded[split]]
+
+
+def read_recipe(adapter: str | None) -> dict:
+    """The adapter's ``training_recipe.yaml`` (local folder, or a Hub repo when reachable); {} when none."""
+    if not adapter:
+        return {}
+    import yaml
+
+    path = Path(adapter).expanduser() / RECIPE_FILE
+    if not path.is_file():
+        if Path(adapter).expanduser().exists():
+            return {}
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(adapter, RECIPE_FILE))
+        except Exception:  # noqa: BLE001 - offline, private or no recipe: flags and defaults apply
+            return {}
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return recipe if isinstance(recipe, dict) else {}
+
+
+def resolve_settings(recipe: dict, system_prompt: str | None = None, **flags: Any) -> dict:
+    """Generation settings: flags first, then the recipe (top level or ``generation:``), then the defaults."""
+    nested = recipe.get("generation") if isinstance(recipe.get("generation"), dict) else {}
+    settings = {}
+    for key in GENERATION_KEYS:
+        for source in (flags, nested, recipe, DEFAULT_GENERATION):
+            if source.get(key) is not None:
+                settings[key] = source[key]
+                break
+        else:
+            settings[key] = None
+    if settings["temperature"] is not None and flags.get("do_sample") is None and settings["temperature"] > 0:
+        settings["do_sample"] = True  # asking for a temperature means sampling
+    if not settings["do_sample"]:
+        settings["temperature"] = settings["top_p"] = None
+    if not isinstance(settings["max_new_tokens"], int) or settings["max_new_tokens"] < 1:
+        raise CbtLlmError(f"max_new_tokens must be a positive integer, got {settings['max_new_tokens']!r}")
+    settings["system_prompt"] = system_prompt or recipe.get("system_prompt") or SYSTEM_PROMPT_ZH
+    return settings
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PredictSummary(RunStats):
+    new_tokens: int = 0
+    settings: dict = field(default_factory=dict)
+
+    def format(self) -> str:
+        done = sum(self.counts.values())
+        rate = done / self.seconds if self.seconds > 0 else 0.0
+        text = (f"predicted {done} of {self.total} questions in {self.seconds:.1f} s ({rate:.2f} answers/s, "
+                f"{self.new_tokens} new tokens): ok {self.counts['ok']}, failed {self.counts['failed']}"
+                + (f"; {self.skipped} already done" if self.skipped else ""))
+        where = self.settings.get("adapter") or self.settings.get("model")
+        return f"{text}\n{self.output} ({self.settings.get('mode')}: {where}); score it with cbt-llm evaluate"
+
+
+def _comparable(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k not in ("created_at",)}
+
+
+def _check_settings(path: str | Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to mix answers made with other settings into ``path`` (or delete it with ``overwrite``)."""
+    store = JsonlStore(path)
+    if overwrite and store.path.is_file():
+        store.path.unlink()
+    for record in store.read().records.values():
+        if record.get("status") == "ok" and _comparable(record.get("settings") or {}) != _comparable(settings):
+            theirs = json.dumps(_comparable(record.get("settings") or {}), ensure_ascii=False)
+            raise CbtLlmError(f"{store.path} holds predictions made with other settings ({theirs[:300]}); "
+                              "write to another --output, or pass --overwrite to start again")
+
+
+def _record(row: dict, prediction: str, settings: dict, status: str = "ok", reason: str = "",
+            finish_reason: str = "", new_tokens: int | None = None) -> dict:
+    return {"id": row["id"], "prediction": prediction, "status": status, "reason": reason,
+            "finish_reason": finish_reason, "new_tokens": new_tokens, "created_at": utc_now(), "settings": settings}
+
+
+# ---------------------------------------------------------------------------------------------
+# Local model
+# ---------------------------------------------------------------------------------------------
+def base_model_of(adapter: str) -> str:
+    """The base model an adapter was trained on (``base_model_name_or_path`` of its PEFT config)."""
+    from peft import PeftConfig
+
+    try:
+        return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    except Exception as err:  # noqa: BLE001 - peft raises ValueError/OSError for a missing config
+        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({str(err).splitlines()[0][:200]})") from None
+
+
+def generate_batch(tokenizer, lm, prompts: list[list[dict]], settings: dict) -> list[tuple[str, str, int]]:
+    """Answers for a batch of chat prompts: (text, finish_reason, new tokens) each."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
+    encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+    kwargs = {k: settings[k] for k in GENERATION_KEYS if settings.get(k) is not None}
+    eos = tokenizer.eos_token_id
+    with torch.inference_mode():
+        output = lm.generate(**encoded, **kwargs, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+    new = output[:, encoded["input_ids"].shape[1]:]
+    results = []
+    for row in new:
+        ids = row.tolist()
+        stopped = eos in ids
+        if stopped:
+            ids = ids[:ids.index(eos)]
+        ids = [i for i in ids if i != tokenizer.pad_token_id] if tokenizer.pad_token_id != eos else ids
+        finish = "stop" if stopped or len(ids) < settings["max_new_tokens"] else "length"
+        results.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), finish, len(ids)))
+    return results
+
+
+def _predict_local(rows, store, summary, settings, tokenizer, lm, batch_size, progress) -> None:
+    import torch
+
+    prompts = {r["id"]: chat_prompt(r["question"], r["description"], settings["system_prompt"]) for r in rows}
+    texts = {i: tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for i, p in prompts.items()}
+    lengths = {i: len(tokenizer(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
+    ordered = sorted(rows, key=lambda r: -lengths[r["id"]])
+    if settings.get("seed") is not None:
+        torch.manual_seed(settings["seed"])
+    bar = Progress(len(ordered), progress, "predict")
+    started = time.monotonic()
+    try:
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start:start + batch_size]
+            answers = generate_batch(tokenizer, lm, [prompts[r["id"]] for r in batch], settings)
+            for row, (text, finish, n) in zip(batch, answers):
+                store.append(_record(row, text, settings, finish_reason=finish, new_tokens=n))
+                summary.counts["ok"] += 1
+                summary.new_tokens += n
+            bar.update(summary.counts, n=len(batch))
+    finally:
+        bar.close()
+        store.close()
+        summary.seconds = time.monotonic() - started
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoint
+# ---------------------------------------------------------------------------------------------
+async def _predict_endpoint(rows, store, summary, settings, endpoint: EndpointConfig, progress: bool) -> None:
+    params = {"max_tokens": settings["max_new_tokens"], "temperature": settings["temperature"] or 0.0,
+              "top_p": settings["top_p"], "seed": settings.get("seed"),
+              "repetition_penalty": settings["repetition_penalty"]}  # vLLM and transformers serve take it
+    params = {k: v for k, v in params.items() if v is not None}
+
+    async def one(engine: RequestEngine, row: dict) -> dict:
+        payload = {"model": settings["model"],
+                   "messages": chat_prompt(row["question"], row["description"], settings["system_prompt"]), **params}
+        try:
+            reply = await engine.request(payload)
+        except RequestFailed as err:
+            return _record(row, "", settings, status="failed", reason=err.reason)
+        text, finish = answer_of(reply.body)
+        usage = reply.body.get("usage") or {}
+        tokens = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None
+        summary.new_tokens += tokens or 0
+        return _record(row, text.strip(), settings, finish_reason=finish or "", new_tokens=tokens)
+
+    await run_requests(rows, one, store, endpoint, summary, desc="predict", progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def predict(output: str | Path, *, model: str | None = None, adapter: str | None = None,
+            base_url: str | None = None, dataset: str = "cbt_qa", split: str = "test",
+            data_files: list[str] | None = None, limit: int | None = None, batch_size: int = 8,
+            system_prompt: str | None = None, max_new_tokens: int | None = None, do_sample: bool | None = None,
+            temperature: float | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+            seed: int | None = 0, device: str | None = None, dtype: str | None = None,
+            api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, timeout: float = 300.0,
+            max_attempts: int = 6, overwrite: bool = False, progress: bool = True) -> PredictSummary:
+    """Answer the split's questions into ``output`` (see the module docstring); returns the summary."""
+    if batch_size < 1:
+        raise CbtLlmError(f"--batch-size must be at least 1, got {batch_size}")
+    if base_url and adapter:
+        raise CbtLlmError("--adapter is for local generation; with --base-url, name the served LoRA module "
+                          "with --model (e.g. vllm serve BASE --enable-lora --lora-modules cbt=ADAPTER)")
+    if base_url and not model:
+        raise CbtLlmError("--base-url needs --model (the model name on the server)")
+    rows = load_split(dataset, split, data_files)
+    if limit is not None:
+        rows = rows[:max(limit, 0)]
+    recipe = read_recipe(adapter)
+    settings = resolve_settings(recipe, system_prompt, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty)
+    settings = {"mode": "endpoint" if base_url else "transformers",
+                "model": model if base_url else (model or base_model_of(adapter)),
+                "adapter": None if base_url else adapter, "dataset": dataset, "split": split,
+                **settings, "seed": seed}
+    if base_url:
+        settings["base_url"] = base_url
+    _check_settings(output, settings, overwrite)
+    if base_url:
+        resolve_api_key(api_key_env, base_url)  # a missing key fails before the output is touched
+    summary = PredictSummary(Path(output), settings=settings)
+    store, todo = resume(output, rows, lambda r: r["id"], summary)
+    if todo and base_url:
+        endpoint = EndpointConfig(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                                  timeout=timeout, max_attempts=max_attempts)
+        asyncio.run(_predict_endpoint(todo, store, summary, settings, endpoint, progress))
+    elif todo:
+        lm, tokenizer = load_model_and_tokenizer(model, adapter, device=device or "auto", dtype=dtype,
+                                                 padding_side="left")
+        _predict_local(todo, store, summary, settings, tokenizer, lm, batch_size, progress)
+    else:
+        store.close()
+    return summary
+
+
+def read_predictions(path: str | Path) -> dict[str, dict]:
+    """The ok lines of a predictions file by id (the last one wins)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CbtLlmError(f"{path}: no such predictions file")
+    records = JsonlStore(path).read().records
+    return {i: r for i, r in records.items() if r.get("status", "ok") == "ok" and isinstance(r.get("prediction"), str)}

@@ -1,0 +1,256 @@
+"""A reusable asynchronous request engine for OpenAI-compatible APIs (OpenAI, vLLM, transformers serve, ...).
+
+``RequestEngine.request(payload)`` sends one request body (a chat-completions payload by
+default) and returns the response JSON, taking care of everything a long, paid run needs:
+
+* a concurrency limit (requests in flight),
+* optional requests-per-minute and tokens-per-minute limits,
+* a shared, adaptive rate limit learned from 429 answers and ``Retry-After``: the whole client
+  pauses for the server's ``Retry-After`` and then paces requests at a rate estimated from what
+  the server accepted, creeping back up while no 429 comes (AIMD), so that with no rate flag at
+  all throughput settles near the server's limit without a storm of 429s,
+* retries with exponential backoff and full jitter for 5xx, timeouts and dropped connections,
+  honouring ``Retry-After`` when a 5xx carries one, with a bounded number of attempts,
+* fatal errors (401/403 key, 404 model or URL, 400/422 bad request, exhausted quota) raise
+  ``FatalAPIError`` at once with a plain message, so the caller stops the run.
+
+The API key is only held by the underlying ``openai`` client and is scrubbed from every error
+message. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cbt_llm.endpoints import openai_client, scrub
+from cbt_llm.errors import CbtLlmError, first_line
+from cbt_llm.generation.ratelimit import AdaptiveRateLimiter, parse_retry_after
+
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_MAX_RATE_LIMITED = 50   # 429s one request may see before it fails; the run as a whole slows down first
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+
+
+class FatalAPIError(CbtLlmError):
+    """An error no retry can fix (bad key, unknown model, bad request): the run stops."""
+
+
+class RequestFailed(Exception):
+    """A request that still failed after its attempts; ``reason`` says why (for the record's ``reason``)."""
+
+    def __init__(self, reason: str, attempts: int):
+        super().__init__(reason)
+        self.reason, self.attempts = reason, attempts
+
+
+@dataclass
+class Response:
+    """A successful response: the JSON body plus how it went."""
+
+    body: dict
+    attempts: int
+    latency: float
+
+
+@dataclass
+class EngineStats:
+    """Counters over the engine's lifetime."""
+
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0
+    errors: Counter = field(default_factory=Counter)  # "429", "500", "timeout", "connection", ...
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class RequestEngine:
+    """Send OpenAI-compatible requests concurrently with shared rate control and retries.
+
+    ``endpoint`` is the path under the base URL (``/chat/completions`` by default); payloads are
+    sent as JSON and responses returned as parsed JSON. Use as an async context manager, or call
+    ``aclose()``.
+    """
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, concurrency: int = 16,
+                 rpm: float | None = None, tpm: float | None = None, timeout: float = 120.0,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, max_rate_limited: int = DEFAULT_MAX_RATE_LIMITED,
+                 backoff_base: float = 0.5, backoff_max: float = 30.0, endpoint: str = "/chat/completions"):
+        import openai
+
+        httpx = _httpx()
+
+        if concurrency < 1:
+            raise CbtLlmError(f"concurrency must be at least 1, got {concurrency}")
+        self._api_key = api_key
+        self.base_url = base_url
+        self.endpoint = endpoint
+        self.concurrency = concurrency
+        self.max_attempts, self.max_rate_limited = max_attempts, max_rate_limited
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.timeout = timeout
+        self.limiter = AdaptiveRateLimiter(rpm, tpm)
+        self.stats = EngineStats()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
+        self._http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=httpx.Timeout(timeout, connect=10.0))
+        self._client = openai_client(base_url, asynchronous=True, api_key=api_key or "", max_retries=0,
+                                     timeout=timeout, http_client=self._http)
+        self._openai = openai
+
+    async def __aenter__(self) -> "RequestEngine":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _where(self) -> str:
+        return str(self._client.base_url).rstrip("/") + self.endpoint
+
+    def _fatal(self, err: Exception, status: int | None) -> FatalAPIError:
+        message = scrub(getattr(err, "message", None) or str(err), self._api_key)
+        where = self._where()
+        if status in (401, 403):
+            hint = ("the server rejected the API key; set it in OPENAI_API_KEY or name another variable "
+                    "with --api-key-env")
+        elif status == 404:
+            hint = "model or endpoint not found; check --model and --base-url"
+        elif status in (400, 422):
+            hint = "the server rejected the request as invalid"
+        elif status == 429:
+            hint = "quota exhausted; check the account's plan and billing"
+        else:
+            hint = "unrecoverable error"
+        return FatalAPIError(f"{where}: HTTP {status}: {hint} ({message})")
+
+    async def request(self, payload: dict, *, estimated_tokens: int = 0) -> Response:
+        """Send one payload with retries; returns the response or raises ``RequestFailed``/``FatalAPIError``."""
+        openai = self._openai
+        attempts = limited = failures = 0
+        started = time.monotonic()
+        last_reason = "no attempt"
+        while True:
+            wait: float | None = None
+            async with self._semaphore:
+                sent_at = await self.limiter.acquire(estimated_tokens)
+                attempts += 1
+                self.stats.sent += 1
+                try:
+                    body = await self._client.post(self.endpoint, body=payload, cast_to=object)
+                except openai.APIStatusError as err:
+                    status = err.status_code
+                    headers = err.response.headers if err.response is not None else None
+                    code = _error_code(err)
+                    if status == 429 and code != "insufficient_quota":
+                        # rate limited: does not use up an attempt; the limiter decides who waits
+                        limited += 1
+                        self.stats.errors["429"] += 1
+                        own_wait = self.limiter.on_rate_limited(sent_at, parse_retry_after(headers), limited)
+                        if limited >= self.max_rate_limited:
+                            self.stats.failed += 1
+                            raise RequestFailed(f"HTTP 429 rate limited {limited} times", attempts) from None
+                        self.stats.retries += 1
+                        last_reason = "HTTP 429 rate limited"
+                        continue_after = own_wait
+                    elif status not in RETRYABLE_STATUS or status == 429:
+                        raise self._fatal(err, status) from None
+                    else:
+                        continue_after = None
+                        self.stats.errors[str(status)] += 1
+                        last_reason = f"HTTP {status}: {scrub(first_line(err), self._api_key)}"
+                        wait = parse_retry_after(headers)
+                except openai.APITimeoutError:
+                    continue_after = None
+                    self.stats.errors["timeout"] += 1
+                    last_reason = f"timed out after {self.timeout:g} s"
+                except openai.APIConnectionError as err:
+                    continue_after = None
+                    self.stats.errors["connection"] += 1
+                    last_reason = f"connection error: {scrub(first_line(err), self._api_key)}"
+                else:
+                    continue_after = None
+                    if not isinstance(body, dict):
+                        self.stats.errors["bad response"] += 1
+                        last_reason = "response is not a JSON object"
+                    else:
+                        self.stats.succeeded += 1
+                        usage = body.get("usage") or {}
+                        prompt_tokens = _int(usage.get("prompt_tokens"))
+                        completion_tokens = _int(usage.get("completion_tokens"))
+                        self.stats.prompt_tokens += prompt_tokens
+                        self.stats.completion_tokens += completion_tokens
+                        if estimated_tokens:
+                            self.limiter.settle_tokens(estimated_tokens, prompt_tokens + completion_tokens)
+                        return Response(body, attempts, time.monotonic() - started)
+            if continue_after is not None:  # a 429: wait (alone, or with everyone in acquire) and go again
+                if continue_after:
+                    await asyncio.sleep(continue_after)
+                continue
+            failures += 1
+            if failures >= self.max_attempts:
+                self.stats.failed += 1
+                raise RequestFailed(f"{last_reason} (after {attempts} attempts)", attempts)
+            self.stats.retries += 1
+            await asyncio.sleep(wait if wait is not None else self._backoff(failures))
+
+
+T = TypeVar("T")
+
+
+async def for_each(items: Iterable[T], handle: Callable[[T], Awaitable[None]], workers: int) -> None:
+    """Await ``handle(item)`` for every item, at most ``workers`` at once.
+
+    Workers take items from one shared iterator, so a long input is never turned into thousands of
+    tasks at once. The first exception (a fatal API error) cancels the other workers and is raised.
+    """
+    iterator = iter(items)
+
+    async def worker() -> None:
+        for item in iterator:
+            await handle(item)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, workers))]
+    try:
+        pending = set(tasks)
+        while pending:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in finished:
+                if task.exception() is not None:
+                    raise task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _httpx():
+    """The HTTP library the installed ``openai`` is built on (``httpx``, or its successor ``httpx2``)."""
+    from openai import _base_client
+
+    return getattr(_base_client, "httpx2", None) or getattr(_base_client, "httpx")
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _error_code(err: Exception) -> str | None:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("code"), str):
+            return inner["code"]
+    return getattr(err, "code", None) if isinstance(getattr(err, "code", None), str) else None

@@ -1,0 +1,134 @@
+"""One resumable loop for every stage that asks a server once per item: generate, annotate, judge, predict.
+
+``resume(output, items, key, stats)`` opens the stage's JSON Lines output (``JsonlStore``) and
+returns the items still to do; ``run_requests(todo, work, store, endpoint, stats)`` sends them
+through one ``RequestEngine`` and appends each record the moment ``work`` returns it; ``RunStats``
+is the common part of every stage's summary. A stage only says how to ask for one item.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cbt_llm.endpoints import DEFAULT_API_KEY_ENV, resolve_api_key
+from cbt_llm.generation.client import RequestEngine, for_each
+from cbt_llm.generation.store import JsonlStore, ResumeState, clean_stale_temp_files
+
+T = TypeVar("T")
+
+
+@dataclass
+class EndpointConfig:
+    """Where the OpenAI-compatible server is and how hard to push it (the flags every such stage shares)."""
+
+    base_url: str | None = None
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    max_attempts: int = 6
+
+    def engine(self) -> RequestEngine:
+        """A request engine with the key read from ``api_key_env``."""
+        return RequestEngine(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
+                             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, timeout=self.timeout,
+                             max_attempts=self.max_attempts)
+
+
+@dataclass
+class RunStats:
+    """What a resumable run did; each stage's summary extends it."""
+
+    output: Path
+    total: int = 0
+    skipped: int = 0
+    counts: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    errors: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rate_limit_events: int = 0
+    learned_rate: float | None = None
+    resume: ResumeState | None = None
+
+    def take_engine_stats(self, engine: RequestEngine) -> None:
+        stats = engine.stats
+        self.requests, self.retries, self.errors = stats.sent, stats.retries, stats.errors
+        self.prompt_tokens, self.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+        self.rate_limit_events = engine.limiter.rate_limit_events
+        self.learned_rate = engine.limiter.last_measured
+
+
+class Progress:
+    """A tqdm bar on stderr with the status counts; shown only on a terminal."""
+
+    def __init__(self, total: int, enabled: bool, desc: str):
+        self.bar = None
+        if enabled and total and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="q", desc=desc, file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+
+    def update(self, counts: Counter, tokens: int | None = None, n: int = 1) -> None:
+        if self.bar is not None:
+            shown = " ".join(f"{k}={v}" for k, v in counts.items()) + (f" tok={tokens}" if tokens else "")
+            self.bar.set_postfix_str(shown, refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def resume(output: str | Path, items: list[T], key: Callable[[T], str], stats: RunStats,
+           done_statuses: Iterable[str] = ("ok",)) -> tuple[JsonlStore, list[T]]:
+    """Open ``output`` for appending after repairing it; the items whose id has no done line yet.
+
+    Failed lines of these items are dropped so they are asked again; ``stats`` gets the totals.
+    """
+    store = JsonlStore(output)
+    clean_stale_temp_files(store.path)
+    ids = [key(item) for item in items]
+    state = store.open(retry=set(ids))
+    done_statuses = set(done_statuses)
+    done = {i for i, r in state.records.items() if r.get("status", "ok") in done_statuses}  # no status: a plain record
+    todo = [item for item, i in zip(items, ids) if i not in done]
+    stats.total, stats.skipped, stats.resume = len(items), len(items) - len(todo), state
+    return store, todo
+
+
+async def run_requests(todo: list[T], work: Callable[[RequestEngine, T], Awaitable[dict[str, Any]]],
+                       store: JsonlStore, endpoint: EndpointConfig, stats: RunStats, *, desc: str,
+                       progress: bool = True) -> None:
+    """Ask for every item (``work(engine, item)`` returns its record), ``endpoint.concurrency`` at once.
+
+    Each record is appended as soon as it is made; the store and the engine are closed and ``stats``
+    filled even when a fatal error stops the run.
+    """
+    engine = endpoint.engine()
+    bar = Progress(len(todo), progress, desc)
+    started = time.monotonic()
+
+    async def handle(item: T) -> None:
+        record = await work(engine, item)
+        store.append(record)
+        stats.counts[record.get("status", "ok")] += 1
+        bar.update(stats.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)
+
+    try:
+        await for_each(todo, handle, endpoint.concurrency)
+    finally:
+        bar.close()
+        store.close()
+        await engine.aclose()
+        stats.seconds = time.monotonic() - started
+        stats.take_engine_stats(engine)

@@ -1,0 +1,160 @@
+"""The JSON Lines file every resumable stage writes: one line per id, crash-safe and resumable.
+
+``JsonlStore.open(retry=ids)`` reads what is there, drops a torn last line, unreadable lines,
+duplicate ids (keeping the best status) and the ``failed`` lines about to be retried, by writing
+the kept lines to a temporary file that atomically replaces the output. Then ``append`` writes
+each new record as one line with a single ``write`` call, so a kill never leaves half a record
+that a resume would keep, and an id never appears twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cbt_llm.errors import CbtLlmError
+
+STATUS_RANK = {"failed": 0, "rejected": 1, "ok": 2}
+
+
+def utc_now() -> str:
+    """A record timestamp: UTC, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ResumeState:
+    """What an existing output file held when the run started."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    torn_tail: bool = False
+    bad_lines: int = 0
+    duplicates: int = 0
+    retried_failed: int = 0
+
+
+class JsonlStore:
+    """An append-only JSON Lines file with one line per id (see the module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def read(self) -> ResumeState:
+        state = ResumeState()
+        if not self.path.exists():
+            return state
+        if self.path.is_dir():
+            raise CbtLlmError(f"{self.path}: is a directory, expected an output .jsonl file")
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines:
+            state.torn_tail = True  # no newline at the end: the last write was cut off
+            lines.pop()
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                record_id = record["id"]
+                if not isinstance(record_id, str):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                state.bad_lines += 1
+                continue
+            previous = state.records.get(record_id)
+            if previous is not None:
+                state.duplicates += 1
+                if STATUS_RANK.get(previous.get("status"), 0) > STATUS_RANK.get(record.get("status"), 0):
+                    continue
+            state.records[record_id] = record
+        return state
+
+    def open(self, retry: set[str] | None = None) -> ResumeState:
+        """Repair and compact the file for resuming, then open it for appending."""
+        state = self.read()
+        retry = retry or set()
+        to_retry = {i for i, r in state.records.items() if r.get("status") == "failed" and i in retry}
+        state.retried_failed = len(to_retry)
+        for record_id in to_retry:
+            del state.records[record_id]
+        if state.torn_tail or state.bad_lines or state.duplicates or to_retry:
+            self._rewrite(state.records.values())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return state
+
+    def _rewrite(self, records) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            for record in records:
+                f.write(_line(record))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def append(self, record: dict) -> None:
+        data = _line(record)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "JsonlStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _line(record: dict) -> bytes:
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temp_files(path: Path) -> None:
+    """Remove temporary files left by a compaction that was killed before its ``os.replace``."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid == os.getpid() or not _alive(pid):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

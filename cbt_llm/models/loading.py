@@ -1,0 +1,109 @@
+"""One way to load a causal LM, with or without a LoRA adapter, and its tokenizer.
+
+``predict``, ``chat``, ``merge`` and ``cbt_llm.hub.load_adapter`` all call
+``load_model_and_tokenizer``, so they share one policy: an adapter is a local folder or a Hub
+repo (pinned to one commit), its base comes from its PEFT config unless ``model`` names another,
+the tokenizer is the adapter's when it ships one, dtype is bfloat16 on a GPU that has it and
+float32 elsewhere, and the model is returned in eval mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cbt_llm.errors import CbtLlmError, first_line
+
+ADAPTER_CONFIG = "adapter_config.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def _adapter_source(adapter: str, revision: str | None, token: str | None) -> tuple[str, str | None, bool, str]:
+    """``(source, revision, ships_tokenizer, base_model)`` of an adapter folder or Hub repo."""
+    from peft import PeftConfig
+
+    local = Path(adapter).expanduser()
+    if local.is_dir():
+        if not (local / ADAPTER_CONFIG).is_file():
+            raise CbtLlmError(f"{local} is not an adapter folder (no {ADAPTER_CONFIG})")
+        source, revision, has_tokenizer = str(local), None, (local / TOKENIZER_CONFIG).is_file()
+    else:
+        from huggingface_hub import HfApi
+
+        from cbt_llm.hub.client import check_repo_id, hub_errors
+
+        check_repo_id(adapter)
+        with hub_errors("load", adapter, "model", revision or "main", token):
+            info = HfApi(token=token).model_info(adapter, revision=revision)
+        names = {s.rfilename for s in info.siblings or []}
+        if ADAPTER_CONFIG not in names:
+            raise CbtLlmError(f"model repo {adapter} has no {ADAPTER_CONFIG}; it is not a PEFT adapter")
+        source, revision, has_tokenizer = adapter, info.sha, TOKENIZER_CONFIG in names  # every file from one commit
+    try:
+        base = PeftConfig.from_pretrained(source, revision=revision, token=token).base_model_name_or_path
+    except (OSError, ValueError) as err:
+        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({first_line(err, 200)})") from None
+    return source, revision, has_tokenizer, base
+
+
+def _dtype(dtype: str | None, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return "auto"  # the checkpoint's own
+    if dtype:
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise CbtLlmError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+        return value
+    return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_model_and_tokenizer(model: str | None = None, adapter: str | Path | None = None, *,
+                             revision: str | None = None, token: str | None = None, device: str = "auto",
+                             dtype: str | None = None, padding_side: str | None = None):
+    """``(model, tokenizer)``: ``model`` (a Hub id, a folder, or the tiny model's name) with ``adapter`` on it.
+
+    ``adapter`` alone loads on the base its config names; ``revision`` pins the adapter's repo.
+    ``device`` "auto" is CUDA when present (spread with ``device_map="auto"``), else CPU. A tokenizer
+    without a pad token pads with its end-of-sequence token.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cbt_llm.hub.client import hub_errors, is_network_error, resolve_token
+    from cbt_llm.models.tiny import resolve_model_name
+
+    if not model and not adapter:
+        raise CbtLlmError("name a model (--model) or an adapter (--adapter)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    token = resolve_token(token, required=False)
+    source = has_tokenizer = None
+    base = model
+    if adapter:
+        source, revision, has_tokenizer, configured = _adapter_source(str(adapter), revision, token)
+        base = model or configured
+    base = resolve_model_name(base)
+    placement = {"device_map": "auto"} if device == "cuda" else {}
+    try:
+        with hub_errors("load", source or base, "model", revision, token):
+            lm = AutoModelForCausalLM.from_pretrained(base, dtype=_dtype(dtype, device), token=token, **placement)
+            if adapter:
+                from peft import PeftModel
+
+                lm = PeftModel.from_pretrained(lm, source, revision=revision, token=token)
+            tokenizer = AutoTokenizer.from_pretrained(source if has_tokenizer else base,
+                                                      revision=revision if has_tokenizer else None, token=token)
+    except (OSError, ValueError) as err:
+        if is_network_error(err) or type(err).__module__.startswith("huggingface_hub"):
+            raise
+        raise CbtLlmError(f"cannot load {source or base}: {first_line(err, 200)}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if padding_side:
+        tokenizer.padding_side = padding_side
+    if not placement:
+        lm.to(device)
+    lm.eval()
+    return lm, tokenizer

@@ -1,0 +1,101 @@
+"""A tiny random Llama with a tokenizer trained on the bundled sample, made locally for offline CPU runs.
+
+The ``tiny-cpu`` recipe, the tests and the demo use it: nothing is downloaded, the same files come
+out every time, and it lives at a stable path so an adapter's ``base_model_name_or_path`` still
+resolves later. It learns the sample's style in a minute or two, which is all it is for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_MODEL_NAME = "cbt-llm/tiny-random-llama"
+_VERSION = "v2"
+_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# ChatML, with {% generation %} marks so TRL's assistant_only_loss can find the assistant turns.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """Where cbt-llm keeps what it makes: ``$CBT_LLM_CACHE``, else ``~/.cache/cbt_llm``."""
+    return Path(os.environ.get("CBT_LLM_CACHE", Path.home() / ".cache" / "cbt_llm")).expanduser()
+
+
+def tiny_model_path() -> Path:
+    """The tiny model's folder, created on first use (about a second) and reused after."""
+    target = cache_dir() / "models" / f"tiny-random-llama-{_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    try:
+        _write_tiny_model(staging)
+        try:
+            staging.rename(target)  # atomic: a concurrent creator either wins or finds it done
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_name(name: str) -> str:
+    """Map the tiny model's name to its local folder; any other name or path is returned as is."""
+    return str(tiny_model_path()) if name == TINY_MODEL_NAME else name
+
+
+def _training_texts() -> list[str]:
+    from cbt_llm.data.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
+    from cbt_llm.data.records import read_records
+    from cbt_llm.data.splits import sample_path
+
+    texts = [SYSTEM_PROMPT_ZH, SYSTEM_PROMPT_EN]
+    for record in read_records([sample_path()]).records:
+        texts += [record["question"], record["description"], record["response"]]
+    return texts
+
+
+def _write_tiny_model(folder: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    backend = Tokenizer(models.BPE(unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=2048, special_tokens=_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(_training_texts(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        model_max_length=2048)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id, max_new_tokens=256)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

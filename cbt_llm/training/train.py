@@ -1,0 +1,260 @@
+"""LoRA fine-tuning on the ``cbt_qa`` sft config with TRL's ``SFTTrainer``, in TRL's script style.
+
+``cbt-llm train --config RECIPE [--field value ...]``, ``python -m cbt_llm.training.train ...`` and
+``accelerate launch -m cbt_llm.training.train ...`` all parse a YAML recipe (a path or the name of one
+shipped in ``cbt_llm/recipes``) with ``TrlParser`` and call ``main(script_args, training_args, model_args)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+from cbt_llm.errors import CbtLlmError
+
+if TYPE_CHECKING:
+    from trl import ModelConfig, SFTConfig, SFTTrainer
+
+LOSS_CURVE = "loss_curve.png"
+RESOLVED_RECIPE = "training_recipe.yaml"
+
+
+@dataclass
+class CbtScriptArguments:
+    """Which data to train on and how the adapter is described; the rest lives in SFTConfig and ModelConfig."""
+
+    dataset_name: str = field(default="cbt_qa", metadata={"help": "'cbt_qa' (the bundled sample, or the records "
+                              "in --dataset_data_files), a folder written by `cbt-llm build`, or a Hub dataset id."})
+    dataset_config: str = field(default="sft", metadata={"help": "Dataset config with prompt/completion rows."})
+    dataset_data_files: list[str] | None = field(default=None, metadata={"help": "Records .jsonl files for the "
+                                                 "cbt_qa builder (generate's output)."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="validation", metadata={"help": "Split to evaluate on, when present."})
+    system_prompt: str = field(default=SYSTEM_PROMPT_ZH, metadata={"help": "System line of every training prompt "
+                               "(default: the CBT-LLM paper's)."})
+    hub_dataset_id: str | None = field(default=None, metadata={"help": "Hub id of the training data, for the "
+                                       "model card (default: dataset_name)."})
+    model_license: str = field(default="apache-2.0", metadata={"help": "License of the adapter, usually the "
+                               "base model's (model card)."})
+
+
+def recipe_path(name_or_path: str) -> Path:
+    """A recipe file: a path as given, or the name of a recipe shipped in the package."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = resources.files("cbt_llm") / "recipes" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise CbtLlmError(f"no recipe {name_or_path!r}: not a file, and not one of the shipped recipes "
+                      f"({', '.join(shipped_recipes())})")
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped in ``cbt_llm/recipes``."""
+    folder = resources.files("cbt_llm") / "recipes"
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def make_parser():
+    """``TrlParser`` over the script arguments, ``SFTConfig`` and ``ModelConfig``."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((CbtScriptArguments, SFTConfig, ModelConfig), prog="cbt-llm train")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, SFTConfig, ModelConfig]:
+    """Parse ``--config RECIPE`` plus flag overrides; a shipped recipe can be named without its path."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:
+        index = args.index("--config") + 1
+        if index >= len(args):
+            raise CbtLlmError("--config needs a recipe name or path")
+        args[index] = str(recipe_path(args[index]))
+    try:
+        return make_parser().parse_args_and_config(args)
+    except ValueError as err:  # SFTConfig's own checks, e.g. bf16 asked for on a machine without a GPU
+        raise CbtLlmError(f"the recipe's settings were rejected: {err}") from None
+
+
+def load_sft_dataset(script_args: CbtScriptArguments):
+    """The prompt/completion DatasetDict, with the recipe's system line in every prompt."""
+    from datasets import load_dataset
+
+    import cbt_llm  # noqa: F401 - registers the cbt_qa builder
+
+    kwargs: dict[str, Any] = {}
+    if script_args.dataset_data_files:
+        kwargs["data_files"] = script_args.dataset_data_files
+    dataset = load_dataset(script_args.dataset_name, script_args.dataset_config, **kwargs)
+    if script_args.dataset_train_split not in dataset:
+        raise CbtLlmError(f"dataset {script_args.dataset_name!r} has no split {script_args.dataset_train_split!r} "
+                          f"(it has: {', '.join(dataset)})")
+
+    def with_system_line(row):
+        messages = [m for m in row["prompt"] if m["role"] != "system"]
+        return {"prompt": [{"role": "system", "content": script_args.system_prompt}, *messages]}
+
+    return dataset.map(with_system_line, desc="system line")
+
+
+def _check_quantization(model_args: ModelConfig) -> None:
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise CbtLlmError("QLoRA (load_in_4bit/load_in_8bit) needs a CUDA GPU; none is available here. "
+                          "Use a LoRA recipe such as qwen2.5-7b-instruct-lora or tiny-cpu instead.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise CbtLlmError("QLoRA needs bitsandbytes: pip install bitsandbytes")
+
+
+def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
+    """The SFTTrainer for a recipe: model, tokenizer, LoRA config and data, ready to train."""
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+    from cbt_llm.models.tiny import resolve_model_name
+
+    _check_quantization(model_args)
+    model_path = resolve_model_name(model_args.model_name_or_path)
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    tokenizer = AutoTokenizer.from_pretrained(model_path, revision=model_args.model_revision,
+                                              trust_remote_code=training_args.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset = load_sft_dataset(script_args)
+    eval_dataset = None
+    if training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset:
+        eval_dataset = dataset[script_args.dataset_test_split]
+    elif training_args.eval_strategy != "no":
+        training_args.eval_strategy = "no"  # nothing to evaluate on, e.g. a tiny data file
+    return SFTTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split],
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output_dir``, to resume an interrupted run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
+def main(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
+    """Train a recipe and save the adapter with the files that describe the run."""
+    return train_and_save(build_trainer(script_args, training_args, model_args), script_args, training_args,
+                          model_args)
+
+
+def train_and_save(trainer: SFTTrainer, script_args: CbtScriptArguments, training_args: SFTConfig,
+                   model_args: ModelConfig) -> Path:
+    """Train (resuming from the last checkpoint in output_dir, if any), then save from the main process only."""
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint(training_args.output_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    output_dir = Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))  # the adapter and tokenizer; Trainer writes them on the main process only
+    if trainer.is_world_process_zero():
+        write_run_files(trainer, output_dir, script_args, training_args, model_args)
+    trainer.accelerator.wait_for_everyone()
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return output_dir
+
+
+def write_run_files(trainer: SFTTrainer, output_dir: Path, script_args: CbtScriptArguments,
+                    training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """The files that describe the run: resolved recipe, trainer state, loss curve, model card."""
+    import yaml
+
+    from cbt_llm.cards import render_model_card
+
+    recipe = resolved_recipe(script_args, training_args, model_args)
+    (output_dir / RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=True),
+                                              encoding="utf-8")
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
+    plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE)
+    card = render_model_card(
+        base_model=model_args.model_name_or_path,
+        dataset_id=script_args.hub_dataset_id or script_args.dataset_name,
+        license=script_args.model_license,
+        recipe=recipe,
+        log_history=trainer.state.log_history,
+        system_prompt=script_args.system_prompt,
+        loss_curve=LOSS_CURVE,
+    )
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+def resolved_recipe(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> dict:
+    """Every setting of the run as one flat mapping (the YAML recipe format), without tokens or secrets."""
+    merged: dict[str, Any] = {}
+    for part in (asdict(script_args), training_args.to_dict(), asdict(model_args)):
+        merged.update(part)
+    # hub_token, push_to_hub_token and the like are credentials; eos_token and pad_token are settings.
+    clean = {k: v for k, v in merged.items() if not k.endswith("_token") or k in ("eos_token", "pad_token")}
+    return json.loads(json.dumps(clean, default=str))
+
+
+def plot_loss_curve(log_history: list[dict], path: Path) -> None:
+    """Training (and evaluation) loss against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axis.plot(*zip(*points), marker="o" if key == "eval_loss" else None, label=label)
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_title("CBT LoRA fine-tuning")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m cbt_llm.training.train`` and ``accelerate launch -m cbt_llm.training.train``."""
+    import sys
+
+    try:
+        output_dir = main(*parse_args(argv))
+    except CbtLlmError as err:
+        print(f"cbt-llm train: error: {err}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained adapter: {output_dir} (model card: {output_dir / 'README.md'}, loss curve: "
+              f"{output_dir / LOSS_CURVE})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())

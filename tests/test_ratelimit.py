@@ -1,0 +1,105 @@
+"""The adaptive rate limiter in virtual time: its injectable clock and sleep replace the wall clock."""
+
+import asyncio
+import heapq
+import random
+
+import pytest
+
+from cbt_llm.generation.ratelimit import AdaptiveRateLimiter
+
+
+class VirtualTime:
+    """A clock and a sleep for asyncio code: time jumps to the next wake-up once every task is blocked."""
+
+    def __init__(self):
+        self.now = 0.0
+        self._timers: list = []
+        self._order = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + max(seconds, 0.0), self._order, wake))
+        self._order += 1
+        await wake
+
+    async def run(self, coroutines) -> None:
+        tasks = [asyncio.ensure_future(c) for c in coroutines]
+        while not all(t.done() for t in tasks):
+            for _ in range(50):  # let every task run until it waits on a timer
+                await asyncio.sleep(0)
+            if not self._timers:
+                break
+            at, _, wake = heapq.heappop(self._timers)
+            self.now = max(self.now, at)
+            wake.set_result(None)
+        for task in tasks:
+            task.result()
+
+
+class Server:
+    """Accepts at most ``limit`` requests per sliding second; the rest get a 429 at once, with the
+    seconds until the window has room as ``retry-after-ms`` (as tests/chat_server.py does)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.answered: list[float] = []
+        self.rate_limited = 0
+
+    def retry_after(self, now: float) -> float | None:
+        """None when the request is accepted, else how long until it would be."""
+        window = [t for t in self.answered[-self.limit:] if t > now - 1.0]
+        if len(window) >= self.limit:
+            self.rate_limited += 1
+            return window[0] + 1.0 - now
+        self.answered.append(now)
+        return None
+
+
+def simulate(requests: int, concurrency: int, limit: int, latency: float = 0.05, rpm: float | None = None):
+    """Send ``requests`` through one limiter from ``concurrency`` workers, as RequestEngine does."""
+    random.seed(0)  # the limiter jitters its waits
+    time = VirtualTime()
+    limiter = AdaptiveRateLimiter(rpm, clock=time.clock, sleep=time.sleep)
+    server = Server(limit)
+    todo = list(range(requests))
+
+    async def worker():
+        while todo:
+            todo.pop()
+            limited = 0
+            while True:
+                sent = await limiter.acquire()
+                retry_after = server.retry_after(time.now)
+                if retry_after is None:
+                    await time.sleep(latency)
+                    break
+                limited += 1
+                await time.sleep(limiter.on_rate_limited(sent, retry_after, limited))
+
+    asyncio.run(time.run(worker() for _ in range(concurrency)))
+    span = server.answered[-1] - server.answered[0]
+    return server, (len(server.answered) - 1) / span, limiter
+
+
+def test_without_a_rate_flag_throughput_settles_near_the_server_limit():
+    server, throughput, limiter = simulate(requests=600, concurrency=64, limit=20)
+    assert len(server.answered) == 600
+    assert throughput >= 0.9 * 20, throughput
+    assert server.rate_limited <= 0.4 * 600, server.rate_limited  # 0.26 per answer when written
+    assert limiter.rate_limit_events >= 1 and limiter.last_measured is not None
+
+
+def test_an_rpm_cap_below_the_server_limit_means_no_429_at_all():
+    server, throughput, limiter = simulate(requests=100, concurrency=16, limit=20, rpm=600)  # 10 per second
+    assert server.rate_limited == 0 and limiter.rate_limit_events == 0
+    assert throughput == pytest.approx(10, rel=0.05)
+
+
+def test_a_server_with_room_to_spare_never_slows_the_client():
+    server, throughput, limiter = simulate(requests=200, concurrency=8, limit=1000, latency=0.1)
+    assert server.rate_limited == 0 and limiter.rate is None
+    assert throughput == pytest.approx(80, rel=0.05)  # concurrency / latency
