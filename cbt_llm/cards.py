@@ -42,7 +42,10 @@ def _token_total(records: list[dict], name: str) -> int | None:
     return sum(counts) if counts else None
 
 
-def render_dataset_card(
+DATASET_CARD_INPUTS = ".cbt_llm/dataset_card.json"  # beside the card; hidden, so never pushed or loaded
+
+
+def dataset_card_inputs(
     record_set: RecordSet,
     splits: dict[str, dict[str, tuple[int, int]]],
     split_ratios: tuple[float, float, float],
@@ -52,13 +55,38 @@ def render_dataset_card(
     pretty_name: str = "CBT QA",
     license: str | None = None,
     questions_source: str | None = None,
-) -> str:
-    """The README.md of a built dataset folder: YAML (license, configs, features, splits) and body.
+) -> dict[str, Any]:
+    """Everything the dataset card says, as plain JSON data: ``build_dataset`` keeps it beside the card so
+    that ``cbt-llm push`` renders the same card again for its repo id instead of editing the text.
 
     ``splits`` maps config -> split -> (rows, parquet bytes). The license defaults to the project's
     Apache-2.0 for the bundled sample and to ``other`` for generated data, whose questions have their
     own terms.
     """
+    questions_source = questions_source or ("sample" if from_sample else "psyqa")
+    if questions_source not in QUESTION_SOURCES:
+        raise ValueError(f"questions_source must be one of {QUESTION_SOURCES}, got {questions_source!r}")
+    records = record_set.records
+    versions = Counter(r["source"]["prompt_version"] or "unknown" for r in records)
+    return {
+        "repo_id": repo_id, "pretty_name": pretty_name, "license": license or ("apache-2.0" if from_sample else "other"),
+        "from_sample": from_sample, "questions_source": questions_source,
+        "splits": {config: {split: list(sizes) for split, sizes in parts.items()} for config, parts in splits.items()},
+        "split_ratios": [f"{r:g}" for r in split_ratios], "system_prompt": system_prompt,
+        "num_records": len(records), "num_dropped": sum(record_set.dropped.values()),
+        "dropped": record_set.dropped.most_common(),
+        "models": Counter(r["source"]["model"] or "unknown" for r in records).most_common(),
+        "prompt_versions": versions.most_common(),
+        "prompt_tokens": _token_total(records, "prompt_tokens"),
+        "completion_tokens": _token_total(records, "completion_tokens"),
+        "distortions": [(" / ".join(COGNITIVE_DISTORTIONS.get(label, (label,))), n)
+                        for label, n in Counter(d for r in records for d in r["distortions"]).most_common()],
+    }
+
+
+def render_dataset_card(inputs: dict[str, Any], repo_id: str | None = None) -> str:
+    """The README.md of a dataset folder or repo from ``dataset_card_inputs``: YAML (license, configs,
+    features, splits) and body; ``repo_id`` names the repo in the usage snippet (default: the build's)."""
     import datasets
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
@@ -66,16 +94,13 @@ def render_dataset_card(
 
     from cbt_llm.data.builder import FEATURES
 
-    questions_source = questions_source or ("sample" if from_sample else "psyqa")
-    if questions_source not in QUESTION_SOURCES:
-        raise ValueError(f"questions_source must be one of {QUESTION_SOURCES}, got {questions_source!r}")
-    records = record_set.records
+    splits = inputs["splits"]
     card_data = DatasetCardData(
-        pretty_name=pretty_name,
-        license=license or ("apache-2.0" if from_sample else "other"),
+        pretty_name=inputs["pretty_name"],
+        license=inputs["license"],
         language=["zh"],
         task_categories=["text-generation", "question-answering"],
-        size_categories=[_size_category(len(records))],
+        size_categories=[_size_category(inputs["num_records"])],
         tags=["cbt", "mental-health", "psychology", "counseling", "sft", "chinese"],
     )
     MetadataConfigs(
@@ -100,30 +125,14 @@ def render_dataset_card(
             for config, parts in splits.items()
         }
     ).to_dataset_card_data(card_data)
-    versions = Counter(r["source"]["prompt_version"] or "unknown" for r in records)
+    variables = {k: v for k, v in inputs.items() if k not in ("splits", "license")}
     card = DatasetCard.from_template(
         card_data,
         template_path=str(template_path("dataset_cards", "cbt_qa.md")),
-        pretty_name=pretty_name,
-        repo_id=repo_id,
+        **{**variables, "repo_id": repo_id or inputs["repo_id"]},
         cbt_llm_version=__version__,
-        from_sample=from_sample,
-        questions_source=questions_source,
-        num_records=len(records),
-        num_dropped=sum(record_set.dropped.values()),
-        dropped=record_set.dropped.most_common(),
-        models=Counter(r["source"]["model"] or "unknown" for r in records).most_common(),
-        prompt_versions=versions.most_common(),
-        prompts=[p for p in map(builtin_prompt_by_version, versions) if p is not None],
-        prompt_tokens=_token_total(records, "prompt_tokens"),
-        completion_tokens=_token_total(records, "completion_tokens"),
+        prompts=[p for p in map(builtin_prompt_by_version, dict(inputs["prompt_versions"])) if p is not None],
         steps=CBT_STEPS,
-        distortions=[
-            (" / ".join(COGNITIVE_DISTORTIONS.get(label, (label,))), n)
-            for label, n in Counter(d for r in records for d in r["distortions"]).most_common()
-        ],
-        system_prompt=system_prompt,
-        split_ratios=[f"{r:g}" for r in split_ratios],
         split_sizes=[(split, n) for split, (n, _) in splits["default"].items()],
         crisis_resources=[str(r) for r in crisis_resources()],
     )
@@ -165,8 +174,12 @@ def render_model_card(
     loss_curve: str = "loss_curve.png",
     repo_id: str | None = None,
     model_name: str | None = None,
+    hub_links: list[str] | None = None,
 ) -> str:
-    """The README.md of an adapter folder: YAML (base_model, library_name: peft, datasets, ...) and body."""
+    """The README.md of an adapter folder: YAML (base_model, library_name: peft, datasets, ...) and body.
+
+    ``hub_links`` (lines of Markdown) make a "Links" section, for the card of a Hub repo.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     repo_id = repo_id or recipe.get("output_dir", "path/to/adapter")
@@ -197,5 +210,6 @@ def render_model_card(
         losses=_loss_rows(log_history),
         loss_curve=loss_curve,
         crisis_resources=[str(r) for r in crisis_resources()],
+        hub_links=hub_links or [],
     )
     return str(card)

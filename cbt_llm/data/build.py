@@ -5,6 +5,7 @@ The folder is what plain ``load_dataset(DIR)`` reads and what ``cbt-llm push`` u
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,17 @@ def build_dataset(
     """Write a dataset folder (``CONFIG/SPLIT-00000-of-00001.parquet`` + ``README.md``) from record files.
 
     With no inputs it builds from the bundled sample. ``card`` holds extra fields for the dataset
-    card (see ``cbt_llm.cards.render_dataset_card``).
+    card (see ``cbt_llm.cards.dataset_card_inputs``); the card's inputs are kept in
+    ``.cbt_llm/dataset_card.json`` so that a push renders the same card for its repo.
     """
     import datasets
     import pyarrow.parquet as pq
 
-    from cbt_llm.cards import render_dataset_card
+    from cbt_llm.cards import (
+        DATASET_CARD_INPUTS,
+        dataset_card_inputs,
+        render_dataset_card,
+    )
     from cbt_llm.data.builder import CONFIG_NAMES, FEATURES, to_row
 
     split_ratios = check_split_ratios(split_ratios)
@@ -69,8 +75,11 @@ def build_dataset(
             target.parent.mkdir(exist_ok=True)
             pq.write_table(table.data.table, target)  # keeps the features in the schema metadata
             splits[config][split] = (len(table), target.stat().st_size)
-    card_text = render_dataset_card(record_set, splits, split_ratios, system_prompt,
-                                    from_sample=not inputs, **(card or {}))
-    (output_dir / "README.md").write_text(card_text, encoding="utf-8")
+    card_inputs = dataset_card_inputs(record_set, splits, split_ratios, system_prompt, from_sample=not inputs,
+                                      **(card or {}))
+    (output_dir / "README.md").write_text(render_dataset_card(card_inputs), encoding="utf-8")
+    inputs_path = output_dir / DATASET_CARD_INPUTS
+    inputs_path.parent.mkdir(exist_ok=True)
+    inputs_path.write_text(json.dumps(card_inputs, ensure_ascii=False, indent=1), encoding="utf-8")
     num_rows = {config: {split: n for split, (n, _) in parts.items()} for config, parts in splits.items()}
     return BuildResult(output_dir, num_rows, record_set.dropped)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,8 +58,10 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def plan_dataset(folder: str | Path, repo_id: str) -> dict[str, Path | bytes]:
-    """The files a dataset push uploads: every parquet file and the card, its usage snippet naming ``repo_id``."""
+    """The files a dataset push uploads: every parquet file and the card, rendered for ``repo_id``."""
     from huggingface_hub import DatasetCard
+
+    from cbt_llm.cards import DATASET_CARD_INPUTS, render_dataset_card
 
     folder = Path(folder)
     card_path = folder / "README.md"
@@ -78,10 +79,12 @@ def plan_dataset(folder: str | Path, repo_id: str) -> dict[str, Path | bytes]:
     if not configs:
         raise CbtLlmError(f"{card_path} lists no `configs`, so load_dataset(repo) would not find the configs; "
                           "rebuild the folder with `cbt-llm build`")
-    # The card's usage snippet names the id it was built for; on the Hub it must name this repo.
-    built_for = re.search(r'load_dataset\("([^"]+)"', text)
-    if built_for and built_for.group(1) != repo_id:
-        text = text.replace(f'load_dataset("{built_for.group(1)}"', f'load_dataset("{repo_id}"')
+    inputs = folder / DATASET_CARD_INPUTS
+    if inputs.is_file():  # the same card, rendered for this repo (its usage snippet names the repo)
+        text = render_dataset_card(json.loads(inputs.read_text(encoding="utf-8")), repo_id=repo_id)
+    else:
+        logger.warning("%s has no %s (built by an older cbt-llm): its card goes up as it is", folder,
+                       DATASET_CARD_INPUTS)
     plan: dict[str, Path | bytes] = {"README.md": text.encode("utf-8")}
     plan.update({p.relative_to(folder).as_posix(): p for p in parquet})
     return plan
@@ -89,11 +92,13 @@ def plan_dataset(folder: str | Path, repo_id: str) -> dict[str, Path | bytes]:
 
 def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str | None,
                          dataset_repo_id: str | None, endpoint: str, folder: Path) -> str:
-    """The adapter's README.md for the Hub: the existing card with Hub metadata and links merged in.
+    """The adapter's README.md for the Hub. This is the default ``card_fn`` of ``push_adapter``.
 
-    Sets ``library_name: peft``, ``base_model`` (a Hub id; a local path is left out) and merges
-    ``dataset_repo_id`` into ``datasets``; keeps the body and adds (or refreshes) a short section
-    linking the dataset and base model repos. This is the default ``card_fn`` of ``push_adapter``.
+    An adapter trained by cbt-llm (its folder has the resolved recipe and trainer state) gets its card
+    rendered again from those run files for this repo, links to the dataset and base model repos
+    included; its evaluation results carry over. Any other card keeps its body, with a links section
+    added (or refreshed). Both get ``library_name: peft``, ``base_model`` (a Hub id; a local path is
+    left out) and ``dataset_repo_id`` merged into ``datasets``.
     """
     from huggingface_hub import ModelCard
 
@@ -102,8 +107,23 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
         card_text = (f"---\n---\n\n# {name}\n\nA LoRA adapter trained with cbt-llm on CBT-structured "
                      "mental-health QA. It is a research artifact, not a clinical tool.\n")
     card = ModelCard(card_text)
+    links = []
+    if dataset_repo_id:
+        links.append(f"Training data: [{dataset_repo_id}]({endpoint}/datasets/{dataset_repo_id}) "
+                     f'(`load_dataset("{dataset_repo_id}", "sft")`)')
+    if base_model:
+        links.append(f"Base model: [{base_model}]({endpoint}/{base_model})")
+    links.append(f'Load: `AutoPeftModelForCausalLM.from_pretrained("{repo_id}")` (peft)')
     if (folder / RESOLVED_RECIPE).is_file() and (folder / "trainer_state.json").is_file():
-        card = _regenerated_card(card, folder, repo_id, base_model, dataset_repo_id)
+        card = _regenerated_card(card, folder, repo_id, base_model, dataset_repo_id, links)
+    else:  # a card cbt-llm did not write: its body stays, the links section is added or refreshed
+        section = f"{LINKS_START}\n## Links\n\n" + "\n".join(f"- {line}" for line in links) + f"\n{LINKS_END}"
+        body = card.text
+        if LINKS_START in body and LINKS_END in body:
+            body = body[:body.index(LINKS_START)] + section + body[body.index(LINKS_END) + len(LINKS_END):]
+        else:
+            body = body.rstrip("\n") + "\n\n" + section + "\n"
+        card.text = body
     card.data.library_name = "peft"
     if base_model:
         card.data.base_model = base_model
@@ -115,25 +135,11 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
         if dataset_repo_id not in datasets:
             datasets.append(dataset_repo_id)
         card.data.datasets = datasets
-    lines = []
-    if dataset_repo_id:
-        lines.append(f"- Training data: [{dataset_repo_id}]({endpoint}/datasets/{dataset_repo_id}) "
-                     f'(`load_dataset("{dataset_repo_id}", "sft")`)')
-    if base_model:
-        lines.append(f"- Base model: [{base_model}]({endpoint}/{base_model})")
-    lines.append(f'- Load: `AutoPeftModelForCausalLM.from_pretrained("{repo_id}")` (peft)')
-    section = f"{LINKS_START}\n## Links\n\n" + "\n".join(lines) + f"\n{LINKS_END}"
-    body = card.text
-    if LINKS_START in body and LINKS_END in body:
-        body = body[:body.index(LINKS_START)] + section + body[body.index(LINKS_END) + len(LINKS_END):]
-    else:
-        body = body.rstrip("\n") + "\n\n" + section + "\n"
-    card.text = body
     return str(card)
 
 
 def _regenerated_card(old: Any, folder: Path, repo_id: str, base_model: str | None,
-                      dataset_repo_id: str | None) -> Any:
+                      dataset_repo_id: str | None, links: list[str]) -> Any:
     """Re-render a cbt-llm adapter's card from its run files, for the Hub repo; evaluation results carry over."""
     import yaml
     from huggingface_hub import ModelCard
@@ -152,6 +158,7 @@ def _regenerated_card(old: Any, folder: Path, repo_id: str, base_model: str | No
         log_history=state.get("log_history", []),
         system_prompt=recipe.get("system_prompt", ""),
         repo_id=repo_id,
+        hub_links=links,
     ))
     if old.data.eval_results:
         card.data.eval_results = old.data.eval_results
