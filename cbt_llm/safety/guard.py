@@ -1,0 +1,130 @@
+"""The layered guard: ``assess_risk(text)`` = rules, then the shipped classifier, then an optional judge.
+
+Each layer can only raise the level. The rules and the classifier run offline on CPU for every message;
+a judge (a callable, :class:`~cbt_llm.safety.model_guard.OpenAIRiskJudge` or a Qwen3Guard model) is asked
+only when the cheaper layers did not already say crisis, and a judge that fails leaves their verdict in
+place with a note. :func:`assess_conversation` reads the last few user turns together as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.safety.classifier import RiskClassifier, load_classifier
+from cbt_llm.safety.lexicon import Lexicon
+from cbt_llm.safety.risk import RANK, Risk, raise_level
+from cbt_llm.safety.rules import assess_lexicon
+
+CONTEXT_TURNS = 3  # how many recent user turns assess_conversation reads together
+
+
+def as_text(message) -> tuple[str, tuple[str, ...]]:
+    """``message`` as text for the guard, with a note when it was not clean text.
+
+    Bytes are decoded as UTF-8 with undecodable bytes replaced, and lone surrogates are replaced too,
+    so the valid part of a message is still read (a stray byte must not hide a crisis). Anything that
+    is neither text nor bytes is an error.
+    """
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        raw = bytes(message)
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - raw.count("\ufffd".encode())
+        return text, ((f"not_text: {bad} bytes that are not UTF-8 were replaced",) if bad else ())
+    if not isinstance(message, str):
+        raise CbtLlmError(f"assess_risk expects text, got {type(message).__name__}")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        clean = message.encode("utf-8", errors="replace").decode("utf-8")
+        return clean, ("not_text: unpaired surrogates were replaced",)
+    return message, ()
+
+
+def _judge_verdict(verdict) -> tuple[str, str]:
+    if isinstance(verdict, Risk):
+        return verdict.level, "; ".join(verdict.reasons)
+    if isinstance(verdict, str):
+        return verdict.strip().lower(), ""
+    if isinstance(verdict, dict):
+        reason = verdict.get("reason") or verdict.get("reasons") or ""
+        if isinstance(reason, (list, tuple)):
+            reason = "; ".join(map(str, reason))
+        return str(verdict.get("level", "")).strip().lower(), str(reason)
+    level = getattr(verdict, "level", None)
+    if level is not None:
+        return str(level).strip().lower(), str(getattr(verdict, "reason", "") or "")
+    raise CbtLlmError(f"risk judge returned {type(verdict).__name__}; expected a level, a dict or a Risk")
+
+
+def _classifier_of(classifier) -> RiskClassifier | None:
+    if classifier is False:
+        return None
+    if classifier is None:
+        return load_classifier()
+    if isinstance(classifier, RiskClassifier):
+        return classifier
+    return load_classifier(classifier)
+
+
+def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexicon | str | Path | None = None,
+                classifier: RiskClassifier | str | Path | bool | None = None) -> Risk:
+    """Classify one message as none / concern / crisis, with the reasons.
+
+    The rules (``lexicon``) run first; the shipped classifier (``classifier=None``; a path or a
+    :class:`RiskClassifier` for another model, ``False`` to switch it off) can raise the level when
+    its score passes its tuned threshold. ``judge`` is an optional second opinion (a callable taking the
+    text and returning a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`;
+    :class:`OpenAIRiskJudge` and :class:`Qwen3GuardJudge` are two), asked only when the level is not
+    already crisis; it can only raise the level. A judge that fails or answers nonsense leaves the
+    verdict in place, with a note saying so: the chat must not go down because the judge did.
+    """
+    text, notes = as_text(text)
+    risk = assess_lexicon(text, lexicon)
+    if notes:
+        risk = Risk(risk.level, risk.reasons, risk.language, (*risk.notes, *notes))
+    model = _classifier_of(classifier)
+    if model is not None and risk.level != "crisis":
+        level, reason = model.verdict(text, risk.language)
+        risk = raise_level(risk, level, reason)
+    if judge is None or risk.level == "crisis":
+        return risk
+    try:
+        level, reason = _judge_verdict(judge(text))
+        if level not in RANK:
+            raise CbtLlmError(f"risk judge answered unknown level {level!r}")
+    except Exception as err:  # noqa: BLE001 - any judge failure must leave the verdict standing
+        return Risk(risk.level, risk.reasons, risk.language, (*risk.notes, f"judge_error: {err}"))
+    return raise_level(risk, level, f"judge: {reason}".rstrip(": ") if reason else "judge")
+
+
+def recent_user_turns(history: Sequence[dict], turns: int = CONTEXT_TURNS) -> list[str]:
+    """The contents of the last ``turns`` user messages in ``history`` (oldest first)."""
+    found = [m["content"] for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    return found[-turns:] if turns > 0 else []
+
+
+def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns: int = CONTEXT_TURNS,
+                        judge: Callable | None = None, **options) -> Risk:
+    """The newest message's risk, raised by what the last few user turns say together.
+
+    A plan told across three messages ("I bought rope" / "the garage has a beam" / "tonight") is crisis
+    when read as one text even if no single line is. The last ``turns`` user turns joined are assessed
+    with the offline layers (``options`` as for :func:`assess_risk`); when that verdict is higher than
+    every turn alone, it raises the newest one's level (reason ``context: ...``). A crisis in the
+    previous user turn alone keeps the newest at least at ``concern``, so the resources stay in view
+    while the conversation goes on (and the fixed crisis reply is not repeated). ``judge`` reads the
+    newest message only, so one turn costs one judge call.
+    """
+    risk = assess_risk(message, judge=judge, **options)
+    earlier = recent_user_turns(history, turns - 1) if turns > 1 else []
+    if not earlier or risk.level == "crisis":
+        return risk
+    alone = [assess_risk(turn, **options).level for turn in earlier]
+    joined = assess_risk("\n".join([*earlier, as_text(message)[0]]), **options)
+    if RANK[joined.level] > max(RANK[risk.level], *(RANK[level] for level in alone)):
+        risk = raise_level(risk, joined.level, "context: " + "; ".join(joined.reasons[-3:]))
+    if alone[-1] == "crisis":
+        risk = raise_level(risk, "concern", "previous_turn: crisis")
+    return risk

@@ -1,0 +1,164 @@
+"""Model guards for production: a judge over any OpenAI-compatible server, and Qwen3Guard.
+
+Both are callables ``text -> {"level", "reason"}`` to pass as ``assess_risk(text, judge=...)``; they
+can only raise the level the offline layers gave. :class:`OpenAIRiskJudge` prompts a general chat
+model; :class:`Qwen3GuardJudge` asks a served Qwen3Guard-Gen model (vLLM, SGLang: its chat template
+holds the moderation instructions, so the message is sent as it is) and :class:`LocalQwen3Guard`
+runs one with transformers. Qwen3Guard answers ``Safety: Safe|Controversial|Unsafe`` and
+``Categories: ...``; only its ``Suicide & Self-Harm`` category counts here (see :func:`parse_qwen3guard`).
+The ``openai`` client, torch and transformers are imported when a guard is built, never at import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.safety.risk import RANK
+
+
+def openai_client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
+    """An ``openai.OpenAI`` client; the key from ``$api_key_env`` (a placeholder for a local ``base_url``)."""
+    import os
+
+    try:
+        import openai
+    except ImportError:
+        raise CbtLlmError("the risk judge needs the openai package: pip install openai") from None
+    api_key = os.environ.get(api_key_env) or ("EMPTY" if base_url else None)
+    if not api_key:
+        raise CbtLlmError(f"risk judge: set {api_key_env} (or give base_url for a local server)")
+    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+
+
+JUDGE_SYSTEM_PROMPT = (
+    "You are a safety classifier for a mental-health support chat in Chinese and English. "
+    "Classify the user's message into exactly one level:\n"
+    '- "crisis": the writer expresses suicidal thoughts or a wish to be dead, a plan, means or a question '
+    "about lethal means, a farewell, self-harm, or has already taken an overdose; or someone present is in "
+    "a medical emergency now.\n"
+    '- "concern": hopelessness, worthlessness, wanting to disappear, severe distress without stated intent, '
+    "or worry about another person who may be at risk.\n"
+    '- "none": everything else, including hyperbole ("this job is killing me", 累死了) and discussion of '
+    "the topic at a distance (articles, research, documentaries).\n"
+    'Answer with one JSON object and nothing else: {"level": "none|concern|crisis", "reason": "<short reason>"}'
+)
+
+
+class OpenAIRiskJudge:
+    """A model-based risk check over any OpenAI-compatible chat-completions server.
+
+    ``OpenAIRiskJudge(base_url, model, api_key_env="OPENAI_API_KEY")``; calling it with a message
+    returns ``{"level": ..., "reason": ...}``. The ``openai`` package is imported when the judge is
+    built, never when :mod:`cbt_llm.safety` is imported. Pass it as ``assess_risk(text, judge=...)``.
+    """
+
+    def __init__(self, base_url: str | None, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 30.0, max_retries: int = 1, system_prompt: str = JUDGE_SYSTEM_PROMPT):
+        self.model = model
+        self.system_prompt = system_prompt
+        self._client = openai_client(base_url, api_key_env, timeout, max_retries)
+
+    def __call__(self, text: str) -> dict:
+        response = self._client.chat.completions.create(
+            model=self.model,
+            messages=[{"role": "system", "content": self.system_prompt}, {"role": "user", "content": text}],
+            temperature=0,
+            max_tokens=200,
+        )
+        content = (response.choices[0].message.content or "").strip()
+        return parse_judge_answer(content)
+
+
+def parse_judge_answer(content: str) -> dict:
+    """The ``{"level", "reason"}`` object in a judge's answer (tolerates code fences and chatter)."""
+    match = re.search(r"\{.*\}", content, re.S)
+    if match:
+        try:
+            data = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and str(data.get("level", "")).strip().lower() in RANK:
+            return {"level": str(data["level"]).strip().lower(), "reason": str(data.get("reason", ""))}
+    bare = content.strip().strip('"').lower()
+    if bare in RANK:
+        return {"level": bare, "reason": ""}
+    raise CbtLlmError(f"risk judge answer has no level: {content[:200]!r}")
+
+
+# ------------------------------------------------------------------------------------------ Qwen3Guard
+QWEN3GUARD_MODEL = "Qwen/Qwen3Guard-Gen-4B"
+SELF_HARM_CATEGORY = "Suicide & Self-Harm"
+_SAFETY_LINE = re.compile(r"Safety:\s*(Safe|Unsafe|Controversial)", re.I)
+_CATEGORIES_LINE = re.compile(r"Categories:\s*(.+)", re.I)
+
+
+def parse_qwen3guard(content: str) -> dict:
+    """A Qwen3Guard-Gen answer as ``{"level", "reason"}``.
+
+    ``Unsafe`` with the ``Suicide & Self-Harm`` category is crisis, ``Controversial`` with it is
+    concern; any other category (violence, PII ...) is not this guard's business and reads as none.
+    An answer without a ``Safety:`` line is an error (the caller keeps the offline verdict).
+    """
+    safety = _SAFETY_LINE.search(content or "")
+    if not safety:
+        raise CbtLlmError(f"Qwen3Guard answer has no Safety line: {(content or '')[:200]!r}")
+    found = _CATEGORIES_LINE.search(content)
+    categories = [c.strip() for c in found.group(1).split(",")] if found else []
+    self_harm = any(c.lower() == SELF_HARM_CATEGORY.lower() for c in categories)
+    label = safety.group(1).capitalize()
+    level = "none" if not self_harm else {"Unsafe": "crisis", "Controversial": "concern"}.get(label, "none")
+    return {"level": level, "reason": f"Qwen3Guard {label}: {', '.join(categories) or 'None'}"}
+
+
+class Qwen3GuardJudge:
+    """Qwen3Guard-Gen served behind an OpenAI-compatible API (``vllm serve Qwen/Qwen3Guard-Gen-4B``).
+
+    The message goes as the single user turn (the model's chat template adds the moderation policy);
+    the answer is read with :func:`parse_qwen3guard`.
+    """
+
+    def __init__(self, base_url: str | None, model: str = QWEN3GUARD_MODEL, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 30.0, max_retries: int = 1):
+        self.model = model
+        self._client = openai_client(base_url, api_key_env, timeout, max_retries)
+
+    def __call__(self, text: str) -> dict:
+        response = self._client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": text}], temperature=0, max_tokens=64)
+        return parse_qwen3guard(response.choices[0].message.content or "")
+
+
+def load_guard_model(name_or_path: str, device: str = "auto"):
+    """(model, tokenizer) of a causal guard model, in eval mode on ``device`` (the one place it is loaded)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="auto").to(device).eval()
+    except OSError as err:
+        raise CbtLlmError(f"cannot load guard model {name_or_path}: {str(err).splitlines()[0]}") from None
+    return model, tokenizer
+
+
+class LocalQwen3Guard:
+    """Qwen3Guard-Gen on this machine with transformers: greedy decoding of a few tokens per message."""
+
+    def __init__(self, name_or_path: str = QWEN3GUARD_MODEL, device: str = "auto", max_new_tokens: int = 32):
+        self.model, self.tokenizer = load_guard_model(name_or_path, device)
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, text: str) -> dict:
+        import torch
+
+        inputs = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True).to(self.model.device)
+        with torch.no_grad():
+            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        answer = self.tokenizer.decode(output[0][inputs["input_ids"].shape[-1]:], skip_special_tokens=True)
+        return parse_qwen3guard(answer)

@@ -1,0 +1,64 @@
+"""Regression tests for the rule classes that real messages (crisis_real dev) showed missing or wrong.
+
+Each case is phrased for this project (no row of the external sets is copied); the rules alone
+(``assess_lexicon``) are checked, so a fix in the lexicon cannot hide behind the classifier.
+"""
+
+import pytest
+
+from cbt_llm.safety import assess_lexicon
+
+
+@pytest.mark.parametrize("text", [
+    # a noun 死亡 as a wish
+    "我渴望死亡", "死亡对我来说是一种解脱", "我一直在期待死亡",
+    # 没必要活
+    "我没必要活下去了", "感觉自己没有必要再活着了",
+    # a verb + 过/不 + 死
+    "我想过死", "割了好几次都割不死", "吃了那么多药都吃不死",
+    # a suicide-pact invitation
+    "有没有人一起自杀", "想找个人一起去死", "anyone want to end it together?", "looking for a suicide pact partner",
+    # a bare 想跳 with a height
+    "我在28楼，好想跳", "站在天台上就想往下跳",
+    # a lethal-means question without 怎么自杀
+    "什么药吃了能死", "什么药不用处方也能买到，还能死的", "哪种药吃多了会死",
+    # self-harm verbs beyond cutting
+    "我又用针扎自己了", "忍不住用力咬自己的手直到出血", "I bite myself until it bleeds",
+    "I punch the wall until my knuckles bleed",
+    # "end it", "do it" with a time, "my self"
+    "I just want to end it.", "I want to kill my self", "i want to hurt my self again",
+    # a time word inside "never wake up"
+    "I want to go to sleep tonight and never wake up", "I hope I fall asleep one day and never wake up",
+    # 特别 is not a negation
+    "我特别想死", "我真的特别特别想死",
+    # 安乐死 is not the hyperbole 乐死
+    "我想安乐死", "好想去瑞士安乐死",
+])
+def test_missed_crisis_wording_is_crisis(text):
+    risk = assess_lexicon(text)
+    assert risk.level == "crisis", risk
+
+
+@pytest.mark.parametrize("text,level", [
+    # the idiom 生不如死 is distress, not a wish to die
+    ("痛得生不如死", "concern"),
+    ("这段时间每天都生不如死", "concern"),
+    # third persons the subject rule did not know
+    ("那个女孩一直想死", "concern"),
+    ("有个女孩天天说想死", "concern"),
+    ("有的人会想自杀", "concern"),
+    ("有些人总想死", "concern"),
+    ("表姐最近一直想自杀", "concern"),
+    # 你 / 让 in an earlier clause must not move the hit onto the writer
+    ("你帮帮我闺蜜吧，天天说想死", "concern"),
+    ("你劝劝我表妹吧，她总说不想活了", "concern"),
+    # look-alikes of the new rules stay quiet
+    ("I want to end it with my boyfriend", "none"),
+    ("这个游戏怎么打都打不死boss", "none"),
+    ("我特别想吃火锅", "none"),
+    ("累得要死，但是很开心", "none"),
+    ("好想和朋友一起去看电影", "none"),
+])
+def test_set_aside_and_look_alikes(text, level):
+    risk = assess_lexicon(text)
+    assert risk.level == level, risk
