@@ -46,10 +46,11 @@ class _Context:
     clauses: list = field(default_factory=list)  # per sentence, absolute clause spans
 
 
-def _mentions(ctx: _Context, start: int, end: int) -> list[tuple[int, str]]:
+def _mentions(ctx: _Context, start: int, end: int, objects: bool = False) -> list[tuple[int, str]]:
     """Person mentions (position, 'first'|'second'|'third') in text[start:end], in order.
 
-    A mention right after an object marker is skipped unless a relative clause follows it.
+    A mention right after an object marker is skipped unless a relative clause follows it; with
+    ``objects`` only those object mentions are returned.
     """
     lang, text = ctx.lang, ctx.text
     found = []
@@ -59,7 +60,7 @@ def _mentions(ctx: _Context, start: int, end: int) -> list[tuple[int, str]]:
         if not m:
             break
         is_object = lang.object_marker.search(text[max(start, m.start() - 12):m.start()])
-        if not is_object or lang.relative_marker.search(text[m.end():end]):
+        if objects == bool(is_object and not lang.relative_marker.search(text[m.end():end])):
             found.append((m.start(), "first" if m.group("first") else "second" if m.group("second") else "third"))
         pos = m.end()
     return found
@@ -81,12 +82,16 @@ def _resolve_subject(ctx: _Context, s_idx: int, match: re.Match) -> tuple[str | 
     if mentions:  # the addressee named in the same clause ("你去死") is someone else too
         kind = mentions[-1][1]
         return ("third" if kind == "second" else kind), mentions[-1][0]
-    # nearest earlier clause (then earlier sentences) that names someone: its first mention is the topic
+    # nearest earlier clause (then earlier sentences) that names someone: its first subject is the topic;
+    # a clause whose only subject is the addressee ("你帮帮我闺蜜吧") is about the third person it names
     earlier = [c for c in clauses[:c_idx]][::-1]
     for prev in range(s_idx - 1, -1, -1):
         earlier.extend(ctx.clauses[prev][::-1])
     for c_start, c_end in earlier:
-        mentions = [m for m in _mentions(ctx, c_start, c_end) if m[1] != "second"]
+        subjects = _mentions(ctx, c_start, c_end)
+        mentions = [m for m in subjects if m[1] != "second"]
+        if not mentions and subjects:
+            mentions = [m for m in _mentions(ctx, c_start, c_end, objects=True) if m[1] == "third"]
         if mentions:
             return mentions[0][1], mentions[0][0]
     return None, -1
