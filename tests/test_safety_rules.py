@@ -62,3 +62,19 @@ def test_missed_crisis_wording_is_crisis(text):
 def test_set_aside_and_look_alikes(text, level):
     risk = assess_lexicon(text)
     assert risk.level == level, risk
+
+
+@pytest.mark.parametrize("text,level", [
+    ("生了孩子以后越来越不开心，偶尔有想死的念头", "crisis"),   # 孩子 after 生了 is an object, not the subject
+    ("一个人带两个孩子，老想着死", "crisis"),
+    ("压力大的时候会想到自杀", "crisis"),
+    ("他要是走了，我宁可去死", "crisis"),
+    ("我宁可死也不吃香菜", "none"),
+    ("想到死亡就害怕，睡不着", "none"),
+    ("每天晚上都在扇自己耳光", "crisis"),
+    ("我是怎么一刀一刀割下去的", "crisis"),
+    ("一看到快速死亡的方法我就很兴奋", "crisis"),
+    ("在我看来死亡就是自由", "crisis"),
+])
+def test_more_dev_miss_classes(text, level):
+    assert assess_lexicon(text).level == level, assess_lexicon(text)

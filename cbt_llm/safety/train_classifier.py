@@ -1,0 +1,226 @@
+"""Train the shipped risk classifier (dev time only; numpy, no other dependency).
+
+``python -m cbt_llm.safety.train_classifier --dev ../shared/data/crisis_real/dev.jsonl``
+
+Data: the project's own labelled messages (``tests/data/safety_eval.jsonl`` and
+``tests/data/safety_train.jsonl``) and the externally labelled dev split of ``crisis_real``, read
+from where it lies (its rows are never copied into the project; the trained weights ship, with the
+sources credited in the README). ``crisis_real/test.jsonl`` is never read here.
+
+Two logistic heads (crisis against the rest; concern or crisis against none) with L2, fitted by
+full-batch Adam. Thresholds are chosen per language on out-of-fold scores of the dev rows (k-fold
+cross-validation, so no row is scored by a model that saw it), combined with the rules, recall first:
+the lowest crisis threshold whose benign -> crisis rate stays under ``--max-benign-crisis``, and the
+lowest risk threshold whose benign -> concern-or-crisis rate stays under ``--max-benign-risk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CbtLlmError
+from .classifier import FEATURE_VERSION, features
+from .evaluation import LabelledMessage, read_labelled
+from .rules import assess_lexicon
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADS = {"crisis": ("crisis",), "risk": ("concern", "crisis")}
+
+
+@dataclass
+class TrainArgs:
+    """Command-line options of the trainer."""
+
+    dev: Path
+    own: list = field(default_factory=lambda: [ROOT / "tests/data/safety_eval.jsonl",
+                                               ROOT / "tests/data/safety_train.jsonl"])
+    output: Path = Path(__file__).with_name("classifier.json")
+    buckets: int = 1 << 18
+    l2: float = 1e-4
+    steps: int = 400
+    folds: int = 5
+    dev_weight: float = 2.0
+    max_benign_crisis: float = 0.02
+    max_benign_risk: float = 0.10
+    seed: int = 0
+
+
+class Design:
+    """Rows of hashed features as flat numpy arrays (a CSR matrix without scipy), L2-normalised."""
+
+    def __init__(self, rows: list[list[int]]):
+        import numpy as np
+
+        self.n = len(rows)
+        self.lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        self.indices = np.array([i for r in rows for i in r], dtype=np.int64)
+        self.values = np.repeat(1.0 / np.sqrt(np.maximum(self.lengths, 1)), self.lengths)
+        self.row_of = np.repeat(np.arange(self.n), self.lengths)
+
+    def take(self, keep) -> "Design":
+        """The rows at positions ``keep``."""
+        import numpy as np
+
+        sub = Design([])
+        mask = np.isin(self.row_of, keep)
+        remap = np.full(self.n, -1)
+        remap[keep] = np.arange(len(keep))
+        sub.n, sub.lengths = len(keep), self.lengths[keep]
+        sub.indices, sub.values, sub.row_of = self.indices[mask], self.values[mask], remap[self.row_of[mask]]
+        order = np.argsort(sub.row_of, kind="stable")
+        sub.indices, sub.values, sub.row_of = sub.indices[order], sub.values[order], sub.row_of[order]
+        return sub
+
+    def dot(self, w):
+        import numpy as np
+
+        return np.bincount(self.row_of, weights=w[self.indices] * self.values, minlength=self.n)
+
+    def tdot(self, g, size: int):
+        import numpy as np
+
+        return np.bincount(self.indices, weights=g[self.row_of] * self.values, minlength=size)
+
+
+def fit_head(x: Design, y, weight, size: int, l2: float, steps: int):
+    """Weights and bias of one L2 logistic regression, by full-batch Adam on the weighted log loss."""
+    import numpy as np
+
+    w, b = np.zeros(size), 0.0
+    m, v, mb, vb = np.zeros(size), np.zeros(size), 0.0, 0.0
+    total = weight.sum()
+    for t in range(1, steps + 1):
+        p = 1.0 / (1.0 + np.exp(-(x.dot(w) + b)))
+        g = weight * (p - y) / total
+        gw, gb = x.tdot(g, size) + l2 * w, g.sum()
+        m, v = 0.9 * m + 0.1 * gw, 0.999 * v + 0.001 * gw * gw
+        mb, vb = 0.9 * mb + 0.1 * gb, 0.999 * vb + 0.001 * gb * gb
+        lr = 0.05 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        w -= lr * m / (np.sqrt(v) + 1e-8)
+        b -= lr * mb / (np.sqrt(vb) + 1e-8)
+    return w, b
+
+
+def _weights(messages: list[LabelledMessage], y, is_dev, dev_weight: float):
+    """Each row weighs ``dev_weight`` if it is from dev, times a class-balancing factor per head."""
+    import numpy as np
+
+    base = np.where(is_dev, dev_weight, 1.0)
+    pos = base[y == 1].sum()
+    neg = base[y == 0].sum()
+    return base * np.where(y == 1, 0.5 / pos, 0.5 / neg) * len(messages)
+
+
+def _fold_ids(messages: list[LabelledMessage], folds: int, seed: int) -> list[int]:
+    """A fold per row, stratified by (source, label) so each fold holds every group."""
+    rng = random.Random(seed)
+    groups: dict = {}
+    for i, m in enumerate(messages):
+        groups.setdefault((m.source, m.gold), []).append(i)
+    fold = [0] * len(messages)
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        for j, i in enumerate(members):
+            fold[i] = j % folds
+    return fold
+
+
+def choose_threshold(scores, gold: list[str], rules: list[str], positive: tuple, cap: float) -> tuple[float, dict]:
+    """Recall first: the lowest threshold whose benign (gold none) flag rate, rules OR classifier, is <= ``cap``."""
+    grid = [i / 100 for i in range(5, 100)]
+    best = None
+    for t in grid:
+        flagged = [r in positive or s >= t for s, r in zip(scores, rules)]
+        benign = [f for f, g in zip(flagged, gold) if g == "none"]
+        crisis = [f for f, g in zip(flagged, gold) if g == "crisis"]
+        rate = sum(benign) / max(len(benign), 1)
+        if rate <= cap:
+            best = (t, {"crisis_flagged": round(sum(crisis) / max(len(crisis), 1), 3), "benign_flagged": round(rate, 3),
+                        "crisis_n": len(crisis), "benign_n": len(benign)})
+            break
+    if best is None:
+        raise CbtLlmError(f"no threshold keeps benign flags under {cap}")
+    return best
+
+
+def train(args: TrainArgs) -> dict:
+    """Fit, cross-validate, choose thresholds, refit on everything; return the JSON to ship."""
+    import numpy as np
+
+    dev = read_labelled(args.dev)
+    own = [m for path in args.own for m in read_labelled(path)]
+    messages = dev + own
+    is_dev = np.array([i < len(dev) for i in range(len(messages))])
+    x = Design([features(m.text, args.buckets) for m in messages])
+    rules = [assess_lexicon(m.text).level for m in messages]
+    fold = np.array(_fold_ids(messages, args.folds, args.seed))
+    heads, oof = {}, {}
+    for head, positive in HEADS.items():
+        y = np.array([m.gold in positive for m in messages], dtype=float)
+        weight = _weights(messages, y, is_dev, args.dev_weight)
+        oof[head] = np.zeros(len(messages))
+        for k in range(args.folds):
+            train_idx, test_idx = np.where(fold != k)[0], np.where(fold == k)[0]
+            w, b = fit_head(x.take(train_idx), y[train_idx], weight[train_idx], args.buckets, args.l2, args.steps)
+            oof[head][test_idx] = 1.0 / (1.0 + np.exp(-(x.take(test_idx).dot(w) + b)))
+        heads[head] = fit_head(x, y, weight, args.buckets, args.l2, args.steps)
+    thresholds, figures = {"crisis": {}, "risk": {}}, {}
+    for language in ("zh", "en"):
+        rows = [i for i in range(len(dev)) if dev[i].language == language]
+        gold = [dev[i].gold for i in rows]
+        for head, cap, positive in (("crisis", args.max_benign_crisis, ("crisis",)),
+                                    ("risk", args.max_benign_risk, ("concern", "crisis"))):
+            t, fig = choose_threshold([oof[head][i] for i in rows], gold, [rules[i] for i in rows], positive, cap)
+            thresholds[head][language], figures[f"{language}/{head}"] = t, fig
+    used = np.unique(x.indices)
+    index = array("I", used.tolist())
+    data = {
+        "feature_version": FEATURE_VERSION,
+        "buckets": args.buckets,
+        "index": base64.b64encode(index.tobytes()).decode(),
+        "heads": {head: {"bias": float(b), "thresholds": thresholds[head],
+                         "weights": base64.b64encode(array("f", w[used].tolist()).tobytes()).decode()}
+                  for head, (w, b) in heads.items()},
+        "card": {
+            "trained_on": {"crisis_real/dev.jsonl (not shipped)": len(dev),
+                           **{Path(p).name: sum(1 for m in own if m.source == Path(p).name) for p in args.own}},
+            "sources": "PsySUICIDE (Qiu et al., EMNLP 2024, MIT); Reddit C-SSRS (Gaur et al., WWW 2019, CC BY); "
+                       "Reddit Mental Health Dataset (Low et al., JMIR 2020, CC BY 4.0); cbt-llm's own messages",
+            "thresholds_chosen_on": f"{args.folds}-fold out-of-fold scores of the dev rows, with the rules, recall first "
+                                    f"(benign -> crisis <= {args.max_benign_crisis}, "
+                                    f"benign -> concern or crisis <= {args.max_benign_risk})",
+            "cross_validated_dev": figures,
+            "settings": {"l2": args.l2, "steps": args.steps, "dev_weight": args.dev_weight, "seed": args.seed},
+        },
+    }
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train and write the classifier JSON; print the cross-validated dev figures behind the thresholds."""
+    parser = argparse.ArgumentParser(prog="python -m cbt_llm.safety.train_classifier", description=__doc__.split("\n")[0])
+    parser.add_argument("--dev", type=Path, required=True, help="crisis_real/dev.jsonl")
+    parser.add_argument("--output", type=Path, default=TrainArgs.output)
+    for name in ("l2", "dev_weight", "max_benign_crisis", "max_benign_risk"):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(TrainArgs, name))
+    for name in ("steps", "folds", "seed"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(TrainArgs, name))
+    ns = parser.parse_args(argv)
+    args = TrainArgs(**vars(ns))
+    data = train(args)
+    args.output.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({h: data["heads"][h]["thresholds"] for h in data["heads"]}))
+    print(json.dumps(data["card"]["cross_validated_dev"], indent=1))
+    print(f"wrote {args.output} ({args.output.stat().st_size // 1024} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
