@@ -78,3 +78,26 @@ def test_set_aside_and_look_alikes(text, level):
 ])
 def test_more_dev_miss_classes(text, level):
     assert assess_lexicon(text).level == level, assess_lexicon(text)
+
+
+@pytest.mark.parametrize("text", [
+    "sometimes I just want to blow my head off",
+    "last week I put the gun against my head again",
+    "I keep looking at my pistol and thinking about how easy it would be to pull the trigger",
+    "is it better to leave a note behind or not?",
+    "I've thought about the belt method a lot",
+    "I almost ended it last spring and I'm back there now",
+    "cutting doesn't help anymore",
+    "goodnight forever, everyone",
+    "I left a few goodbyes on my desk",
+])
+def test_english_dev_miss_classes(text):
+    assert assess_lexicon(text).level == "crisis", assess_lexicon(text)
+
+
+@pytest.mark.parametrize("text", [
+    "I almost ended it with my girlfriend last night", "I finally pulled the trigger on a new laptop",
+    "the climbing gym lets you use a rope for free",
+])
+def test_english_look_alikes_stay_quiet(text):
+    assert assess_lexicon(text).level == "none", assess_lexicon(text)
