@@ -23,8 +23,9 @@ from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.lexicon import load_lexicon, normalize
+from cbt_llm.safety.rules import mask_hyperbole
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 WINDOW = 500  # characters per window; training messages are at most this long
 _LATIN_TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -33,9 +34,11 @@ def features(text: str, buckets: int) -> list[int]:
     """The sorted distinct bucket indices of ``text``'s features (binary bag, hashed with CRC-32).
 
     Character 1- to 4-grams of the normalised text (the lexicon's normalisation: NFKC, lower case,
-    traditional to simplified), plus Latin word unigrams and bigrams.
+    traditional to simplified) with the lexicon's hyperbole spans blanked (累死了 and "killing me"
+    read the same to both layers), plus Latin word unigrams and bigrams.
     """
-    norm = normalize(text, load_lexicon())
+    lexicon = load_lexicon()
+    norm = mask_hyperbole(normalize(text, lexicon), lexicon, [])
     grams = {norm[i:i + n] for n in (1, 2, 3, 4) for i in range(len(norm) - n + 1)}
     keys = [f"c{g}" for g in grams if g.strip()]
     words = _LATIN_TOKEN.findall(norm)

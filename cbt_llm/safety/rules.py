@@ -111,7 +111,8 @@ def _quote_speaker(ctx: _Context, s_idx: int, pos: int) -> tuple[str, int] | Non
     return None
 
 
-def _mask(text: str, lexicon: Lexicon, notes: list) -> str:
+def mask_hyperbole(text: str, lexicon: Lexicon, notes: list) -> str:
+    """``text`` (normalised) with every hyperbole span blanked out, a note per span appended to ``notes``."""
     for lang in lexicon.languages:
         for rule in lang.hyperbole:
             def blank(m, rule=rule):
@@ -188,7 +189,7 @@ def assess_lexicon(text: str, lexicon: Lexicon | str | Path | None = None) -> Ri
     lex = _lexicon_of(lexicon)
     language = detect_language(text)
     notes: list = []
-    norm = _mask(normalize(text, lex), lex, notes)
+    norm = mask_hyperbole(normalize(text, lex), lex, notes)
     sentences = _spans(norm, _SENTENCE_END)
     level, reasons, cues, first_concern = "none", [], {}, []
     for lang in lex.languages:

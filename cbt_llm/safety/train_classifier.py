@@ -27,6 +27,7 @@ from pathlib import Path
 from ..errors import CbtLlmError
 from .classifier import FEATURE_VERSION, features
 from .evaluation import LabelledMessage, read_labelled
+from .guard import set_aside_by_rules
 from .rules import assess_lexicon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,11 +108,18 @@ def fit_head(x: Design, y, weight, size: int, l2: float, steps: int):
     return w, b
 
 
-def _weights(messages: list[LabelledMessage], y, is_dev, dev_weight: float):
-    """Each row weighs ``dev_weight`` if it is from dev, times a class-balancing factor per head."""
+def _weights(messages: list[LabelledMessage], y, is_dev, dev_weight: float, skip_dev_concern: bool):
+    """Each row weighs ``dev_weight`` if it is from dev, times a class-balancing factor per head.
+
+    With ``skip_dev_concern`` (the crisis head) dev rows labelled concern weigh nothing: in PsySUICIDE
+    that label is "exploring suicide", worded like ideation, and a negative there teaches the head to
+    miss crisis wording; the project's own concern rows (third persons, denials) stay as negatives.
+    """
     import numpy as np
 
     base = np.where(is_dev, dev_weight, 1.0)
+    if skip_dev_concern:
+        base = np.where(is_dev & np.array([m.gold == "concern" for m in messages]), 0.0, base)
     pos = base[y == 1].sum()
     neg = base[y == 0].sum()
     return base * np.where(y == 1, 0.5 / pos, 0.5 / neg) * len(messages)
@@ -132,12 +140,17 @@ def _fold_ids(messages: list[LabelledMessage], folds: int, seed: int) -> list[in
     return fold
 
 
-def choose_threshold(scores, gold: list[str], rules: list[str], positive: tuple, cap: float) -> tuple[float, dict]:
-    """Recall first: the lowest threshold whose benign (gold none) flag rate, rules OR classifier, is <= ``cap``."""
+def choose_threshold(scores, gold: list[str], rules: list, positive: tuple, cap: float) -> tuple[float, dict]:
+    """Recall first: the lowest threshold whose benign (gold none) flag rate, rules OR classifier, is <= ``cap``.
+
+    ``rules`` are the rules' verdicts; as in :func:`~cbt_llm.safety.guard.assess_risk`, the classifier
+    does not raise to crisis what the rules set aside.
+    """
     grid = [i / 100 for i in range(5, 100)]
     best = None
+    blocked = [positive == ("crisis",) and set_aside_by_rules(r) for r in rules]
     for t in grid:
-        flagged = [r in positive or s >= t for s, r in zip(scores, rules)]
+        flagged = [r.level in positive or (s >= t and not b) for s, r, b in zip(scores, rules, blocked)]
         benign = [f for f, g in zip(flagged, gold) if g == "none"]
         crisis = [f for f, g in zip(flagged, gold) if g == "crisis"]
         rate = sum(benign) / max(len(benign), 1)
@@ -159,12 +172,12 @@ def train(args: TrainArgs) -> dict:
     messages = dev + own
     is_dev = np.array([i < len(dev) for i in range(len(messages))])
     x = Design([features(m.text, args.buckets) for m in messages])
-    rules = [assess_lexicon(m.text).level for m in messages]
+    rules = [assess_lexicon(m.text) for m in messages]
     fold = np.array(_fold_ids(messages, args.folds, args.seed))
     heads, oof = {}, {}
     for head, positive in HEADS.items():
         y = np.array([m.gold in positive for m in messages], dtype=float)
-        weight = _weights(messages, y, is_dev, args.dev_weight)
+        weight = _weights(messages, y, is_dev, args.dev_weight, head == "crisis")
         oof[head] = np.zeros(len(messages))
         for k in range(args.folds):
             train_idx, test_idx = np.where(fold != k)[0], np.where(fold == k)[0]
