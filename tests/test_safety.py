@@ -1,19 +1,24 @@
-"""The crisis guard's classifier: labelled evaluation, hyperbole, negation, subjects, lexicon, judges."""
+"""The crisis guard: labelled evaluation, the rules (hyperbole, negation, subjects, lexicon) and judges.
+
+Rule semantics are checked on the rules layer alone (``assess_lexicon``); the layered guard is
+checked where its verdict is the point.
+"""
 
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from judge_server import JudgeServer
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety import (
     OpenAIRiskJudge,
     Risk,
+    assess_lexicon,
     assess_risk,
+    evaluate,
     evaluate_lexicon,
     load_lexicon,
     parse_judge_answer,
@@ -29,13 +34,17 @@ def test_labelled_set_recall_and_false_positives():
     for category in ("ideation", "plan", "self_harm", "overdose", "farewell", "distress", "third_party",
                      "negation", "colloquial", "distance", "ordinary"):
         assert {(category, "zh"), (category, "en")} <= cats, category
-    report = evaluate_lexicon(EVAL)
-    print("\n" + report.table())
-    for gold, predicted, category, text, reasons in report.errors:
-        print(f"  miss: gold {gold}, got {predicted} [{category}] {text} {list(reasons)}")
-    assert report.total == len(rows)
-    assert report.crisis_recall >= 0.95
-    assert report.benign_crisis_rate <= 0.10
+    rules = evaluate_lexicon(EVAL)
+    combined = evaluate(EVAL, "combined")
+    for report in (rules, combined):
+        print(f"\n{report.layer}\n" + report.table())
+        for gold, predicted, category, text, reasons in report.errors:
+            print(f"  miss: gold {gold}, got {predicted} [{category}] {text} {list(reasons)}")
+        assert report.total == len(rows)
+    # measured: rules 220/221 crisis, 1 of 391 flagged crisis; combined 221/221 and 1 of 391
+    # (the classifier was trained on these rows: its own figure is in-sample)
+    assert rules.crisis_recall >= 0.98 and combined.crisis_recall >= 0.99
+    assert rules.benign_crisis_rate <= 0.006 and combined.benign_crisis_rate <= 0.006
 
 
 @pytest.mark.parametrize("text", [
@@ -45,10 +54,11 @@ def test_labelled_set_recall_and_false_positives():
     "I accidentally cut myself while cooking",
 ])
 def test_hyperbole_is_not_crisis(text):
-    risk = assess_risk(text)
+    risk = assess_lexicon(text)
     assert risk.level == "none", risk
     # recognised as hyperbole (masked), not merely missed: a broader rule added later cannot fire on it
     assert any(note.startswith("hyperbole(") for note in risk.notes), risk.notes
+    assert assess_risk(text).level != "crisis"  # the classifier reads the same masked text
 
 
 @pytest.mark.parametrize("text,level", [
@@ -64,7 +74,7 @@ def test_hyperbole_is_not_crisis(text):
     ("I don't know why but I want to die", "crisis"),
 ])
 def test_negation_is_pattern_aware(text, level):
-    assert assess_risk(text).level == level
+    assert assess_lexicon(text).level == level
 
 
 @pytest.mark.parametrize("text,level,tag", [
@@ -84,7 +94,7 @@ def test_negation_is_pattern_aware(text, level):
     ("my dad just collapsed and isn't breathing", "crisis", None),
 ])
 def test_third_person_reports(text, level, tag):
-    risk = assess_risk(text)
+    risk = assess_lexicon(text)
     assert risk.level == level, risk
     if tag:
         assert any(r.startswith(tag) for r in risk.reasons), risk.reasons
@@ -102,13 +112,13 @@ def test_third_person_reports(text, level, tag):
     ("I used to cut myself and lately I'm cutting again", "crisis"),
 ])
 def test_distance_topic_and_past(text, level):
-    assert assess_risk(text).level == level
+    assert assess_lexicon(text).level == level
 
 
 def test_escalation_cues_only_count_together():
-    assert assess_risk("药我已经准备好了").level == "none"
-    assert assess_risk("药我已经准备好了，就等今晚").level == "crisis"
-    risk = assess_risk("我觉得这个世界没有我会更好，我准备走了")
+    assert assess_lexicon("药我已经准备好了").level == "none"
+    assert assess_lexicon("药我已经准备好了，就等今晚").level == "crisis"
+    risk = assess_lexicon("我觉得这个世界没有我会更好，我准备走了")
     assert risk.level == "crisis" and any(r.startswith("escalated:") for r in risk.reasons)
 
 
@@ -130,14 +140,14 @@ def test_escalation_cues_only_count_together():
     ("明天早上不用早起就好了", "none"),
 ])
 def test_cues_slang_and_look_alikes(text, level):
-    assert assess_risk(text).level == level
+    assert assess_lexicon(text).level == level
 
 
 def test_normalisation_traditional_and_full_width():
     assert assess_risk("我想自殺").level == "crisis"
     assert assess_risk("遺書已經寫好了").level == "crisis"
     assert assess_risk("Ｉ ｗａｎｔ ｔｏ ｄｉｅ").level == "crisis"
-    assert assess_risk("I’m not suicidal").level == "concern"
+    assert assess_risk("I’m not suicidal").level == "concern"  # a denial stays concern with the classifier
 
 
 def test_risk_fields():
@@ -161,12 +171,12 @@ def test_custom_lexicon_extends_and_bad_regex_is_reported(tmp_path):
     import yaml
 
     data = yaml.safe_load((Path(__file__).parents[1] / "cbt_llm" / "data" / "safety_lexicon.yaml").read_text("utf-8"))
-    assert assess_risk("I want to yeet myself into the sun").level == "none"
+    assert assess_lexicon("I want to yeet myself into the sun").level == "none"
     data["en"]["crisis"].append({"id": "en.test.yeet", "kind": "ideation", "subject": "first",
                                  "comment": "slang", "pattern": r"\byeet\s+myself\b"})
     custom = tmp_path / "lexicon.yaml"
     custom.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    risk = assess_risk("I want to yeet myself into the sun", lexicon=custom)
+    risk = assess_lexicon("I want to yeet myself into the sun", lexicon=custom)
     assert risk.level == "crisis" and risk.reasons[0].startswith("en.test.yeet")
 
     data["en"]["crisis"][-1]["pattern"] = "(unclosed"
@@ -201,7 +211,7 @@ def test_callable_judge_can_only_raise():
         calls.append(text)
         return {"level": "crisis", "reason": "implicit plan"}
 
-    risk = assess_risk("我在天台上，风很大", judge=judge)
+    risk = assess_risk("我在天台上，风很大", judge=judge, classifier=False)
     assert risk.level == "crisis" and risk.reasons[-1] == "judge: implicit plan" and calls
 
     calls.clear()
@@ -221,60 +231,30 @@ def test_failing_judge_leaves_the_lexicon_verdict():
     assert assess_risk("hello", judge=lambda t: "maybe").notes[-1].startswith("judge_error")
 
 
-class _ChatCompletions(BaseHTTPRequestHandler):
-    """A loopback server that speaks the chat-completions protocol and answers a fixed verdict."""
-
-    verdict = '{"level": "crisis", "reason": "mentions a plan"}'
-    requests: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        payload = {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": type(self).verdict}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def judge_server():
-    _ChatCompletions.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatCompletions)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    with JudgeServer(lambda body: server.verdict) as server:
+        server.verdict = ""
+        yield server
 
 
 @pytest.mark.slow
 def test_openai_judge_over_http(judge_server, monkeypatch):
     monkeypatch.setenv("CBT_TEST_JUDGE_KEY", "sk-test")
-    judge = OpenAIRiskJudge(judge_server, "risk-judge", api_key_env="CBT_TEST_JUDGE_KEY", max_retries=0)
-    _ChatCompletions.verdict = '```json\n{"level": "crisis", "reason": "mentions a plan"}\n```'
-    risk = assess_risk("I have everything ready for tonight", judge=judge)
+    judge = OpenAIRiskJudge(judge_server.base_url, "risk-judge", api_key_env="CBT_TEST_JUDGE_KEY", max_retries=0)
+    judge_server.verdict = '```json\n{"level": "crisis", "reason": "mentions a plan"}\n```'
+    risk = assess_risk("I have everything ready for tonight", judge=judge, classifier=False)
     assert risk.level == "crisis" and risk.reasons[-1] == "judge: mentions a plan"
-    (request,) = _ChatCompletions.requests
+    (request,) = judge_server.requests
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
     assert request["body"]["model"] == "risk-judge"
     assert request["body"]["messages"][-1] == {"role": "user", "content": "I have everything ready for tonight"}
 
-    _ChatCompletions.verdict = '{"level": "none", "reason": "fine"}'
+    judge_server.verdict = '{"level": "none", "reason": "fine"}'
     assert assess_risk("I cut myself again last night", judge=judge).level == "crisis"  # never lowered
     assert assess_risk("活着好累", judge=judge).level == "concern"
 
-    _ChatCompletions.verdict = "I cannot help with that."
+    judge_server.verdict = "I cannot help with that."
     risk = assess_risk("hello", judge=judge)
     assert risk.level == "none" and "judge_error" in risk.notes[-1]
 
