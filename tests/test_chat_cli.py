@@ -395,3 +395,14 @@ def test_importing_the_chat_module_stays_light():
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'openai') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_terminal_reads_the_last_turns_together():
+    backend, out = FakeBackend(), Output()
+    run_chat(backend, language="en", output=out,
+             input_fn=lines("I have a plan", "tonight is the night", "ok, I will call the line"))
+    # turn 2 completes the plan told over two lines: the fixed reply, the model is not called; turn 3
+    # is answered by the model with the resources after it, and the crisis reply is not repeated
+    assert backend.calls == 2
+    assert out.text.count("Would you be willing to contact one of them now?") == 1
+    assert out.text.count("you can reach out any time") == 1

@@ -172,3 +172,40 @@ def test_estimate_tokens_and_build_messages():
 def test_notice_says_it_is_not_a_substitute():
     assert "不能替代" in notice("zh") and "12356" in notice("zh")
     assert "not a substitute" in notice("en") and "988" in notice("en")
+
+
+# ----------------------------------------------------------------------------------- the layered guard
+def _history(*user_turns):
+    out = []
+    for turn in user_turns:
+        out += [{"role": "user", "content": turn}, {"role": "assistant", "content": "嗯，我在听。"}]
+    return out
+
+
+def test_a_plan_told_across_three_turns_never_reaches_the_model():
+    model = Model()
+    history = _history("最近很累", "地点也选好了")
+    reply = respond(history, "就等今晚", model)
+    assert reply.risk.level == "crisis" and not reply.model_called and model.calls == []
+    assert "12356" in reply.text and any(r.startswith("context: ") for r in reply.risk.reasons)
+    assert respond([], "就等今晚", model).model_called  # the same line alone is not a crisis
+    stream = respond_stream(history, "就等今晚", model, context_turns=1)  # context switched off
+    assert stream.risk.level != "crisis"
+
+
+def test_a_crisis_only_the_classifier_sees_never_reaches_the_model():
+    model = Model()
+    reply = respond([], "方法我已经想好了", model)
+    assert reply.risk.level == "crisis" and reply.risk.reasons[-1].startswith("classifier:")
+    assert model.calls == [] and "12356" in reply.text
+
+
+def test_a_100000_character_message_and_non_text_bytes_get_a_clear_reply():
+    model = Model()
+    long = ("我今天和朋友去爬山了，风景很好。" * 7000)[:99_995] + "我不想活了"
+    reply = respond([], long, model)
+    assert reply.risk.level == "crisis" and model.calls == [] and "12356" in reply.text
+    reply = respond([], b"\xff\xfe I want to die", model)
+    assert reply.risk.level == "crisis" and model.calls == []
+    reply = respond([], bytes(range(128, 256)) + "最近睡得不好".encode(), model)
+    assert reply.model_called and model.calls[-1][-1]["content"].endswith("最近睡得不好")

@@ -96,8 +96,8 @@ def _history(*user_turns):
 
 
 @pytest.mark.parametrize("turns", [
-    ("I have a plan", "tonight is the night", "I have been feeling like a burden"),
-    ("我觉得自己是家里的累赘", "地点也选好了", "就等今晚"),
+    ("work has been rough lately", "I have a plan", "tonight is the night"),
+    ("最近很累", "地点也选好了", "就等今晚"),
 ])
 def test_a_plan_told_across_three_messages_is_crisis(turns):
     *earlier, newest = turns

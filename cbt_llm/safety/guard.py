@@ -122,10 +122,11 @@ def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns:
 
     A plan told across three messages ("I bought rope" / "the garage has a beam" / "tonight") is crisis
     when read as one text even if no single line is. The last ``turns`` user turns joined are assessed
-    with the offline layers (``options`` as for :func:`assess_risk`); when that verdict is higher than
-    every turn alone, it raises the newest one's level (reason ``context: ...``). A crisis in the
-    previous user turn alone keeps the newest at least at ``concern``, so the resources stay in view
-    while the conversation goes on (and the fixed crisis reply is not repeated). ``judge`` reads the
+    with the offline layers (``options`` as for :func:`assess_risk`); when the newest message is what
+    makes that verdict higher than every earlier turn alone and the earlier turns together, it raises
+    the newest one's level (reason ``context: ...``). A crisis already there before the newest message
+    (in the previous user turn, or in the earlier turns together) keeps the newest at least at
+    ``concern``: the resources stay in view and the fixed crisis reply is not repeated. ``judge`` reads the
     newest message only, so one turn costs one judge call.
     """
     risk = assess_risk(message, judge=judge, **options)
@@ -133,9 +134,10 @@ def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns:
     if not earlier or risk.level == "crisis":
         return risk
     alone = [assess_risk(turn, **options).level for turn in earlier]
+    together = assess_risk("\n".join(earlier), **options).level if len(earlier) > 1 else alone[0]
     joined = assess_risk("\n".join([*earlier, as_text(message)[0]]), **options)
-    if RANK[joined.level] > max(RANK[risk.level], *(RANK[level] for level in alone)):
+    if RANK[joined.level] > max(RANK[risk.level], RANK[together], *(RANK[level] for level in alone)):
         risk = raise_level(risk, joined.level, "context: " + "; ".join(joined.reasons[-3:]))
-    if alone[-1] == "crisis":
+    elif "crisis" in (alone[-1], together):
         risk = raise_level(risk, "concern", "previous_turn: crisis")
     return risk
