@@ -8,6 +8,7 @@ place with a note. :func:`assess_conversation` reads the last few user turns tog
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -110,6 +111,12 @@ def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexic
     return raise_level(risk, level, f"judge: {reason}".rstrip(": ") if reason else "judge")
 
 
+@functools.lru_cache(maxsize=256)
+def _offline_cached(text: str) -> Risk:
+    """The default offline verdict (bundled rules and classifier), remembered: earlier turns recur every turn."""
+    return assess_risk(text)
+
+
 def recent_user_turns(history: Sequence[dict], turns: int = CONTEXT_TURNS) -> list[str]:
     """The contents of the last ``turns`` user messages in ``history`` (oldest first)."""
     found = [m["content"] for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)]
@@ -133,9 +140,10 @@ def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns:
     earlier = recent_user_turns(history, turns - 1) if turns > 1 else []
     if not earlier or risk.level == "crisis":
         return risk
-    alone = [assess_risk(turn, **options).level for turn in earlier]
-    together = assess_risk("\n".join(earlier), **options).level if len(earlier) > 1 else alone[0]
-    joined = assess_risk("\n".join([*earlier, as_text(message)[0]]), **options)
+    offline = _offline_cached if not options else functools.partial(assess_risk, **options)
+    alone = [offline(turn).level for turn in earlier]
+    together = offline("\n".join(earlier)).level if len(earlier) > 1 else alone[0]
+    joined = offline("\n".join([*earlier, as_text(message)[0]]))
     if RANK[joined.level] > max(RANK[risk.level], RANK[together], *(RANK[level] for level in alone)):
         risk = raise_level(risk, joined.level, "context: " + "; ".join(joined.reasons[-3:]))
     elif "crisis" in (alone[-1], together):
