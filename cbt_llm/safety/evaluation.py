@@ -70,6 +70,29 @@ def _rate(hits: int, n: int) -> str:
     return f"{hits / n:.3f} ({hits}/{n})" if n else "-"
 
 
+def group_figures(results) -> list[tuple[str, str, str, str]]:
+    """Per language and per source of ``(message, predicted level)`` pairs: (group, crisis -> crisis,
+    crisis -> concern or crisis, none -> crisis), each as "rate (hits/n)"."""
+    keys = sorted({("language", m.language) for m, _ in results}
+                  | {("source", m.source) for m, _ in results}, key=lambda k: (k[0] != "language", k[1]))
+    out = []
+    for kind, value in keys:
+        rows = [(m.gold, p) for m, p in results if getattr(m, kind) == value]
+        crisis = [p for g, p in rows if g == "crisis"]
+        benign = [p for g, p in rows if g == "none"]
+        out.append((value, _rate(crisis.count("crisis"), len(crisis)),
+                    _rate(sum(p != "none" for p in crisis), len(crisis)),
+                    _rate(benign.count("crisis"), len(benign))))
+    return out
+
+
+def group_table(results) -> str:
+    """:func:`group_figures` as a Markdown table."""
+    lines = ["| group | crisis -> crisis | crisis -> concern or crisis | none -> crisis |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in group_figures(results)]
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class EvalReport:
     """What one layer said on a labelled file: the confusion table and the per-group figures."""
@@ -100,23 +123,11 @@ class EvalReport:
 
     def groups(self) -> list[tuple[str, str, str, str]]:
         """Per language and per source: (group, crisis -> crisis, crisis -> concern or crisis, none -> crisis)."""
-        keys = sorted({("language", m.language) for m, _ in self.results}
-                      | {("source", m.source) for m, _ in self.results}, key=lambda k: (k[0] != "language", k[1]))
-        out = []
-        for kind, value in keys:
-            rows = [(m.gold, p) for m, p in self.results if getattr(m, kind) == value]
-            crisis = [p for g, p in rows if g == "crisis"]
-            benign = [p for g, p in rows if g == "none"]
-            out.append((value, _rate(crisis.count("crisis"), len(crisis)),
-                        _rate(sum(p != "none" for p in crisis), len(crisis)),
-                        _rate(benign.count("crisis"), len(benign))))
-        return out
+        return group_figures(self.results)
 
     def group_table(self) -> str:
         """:meth:`groups` as a Markdown table."""
-        lines = ["| group | crisis -> crisis | crisis -> concern or crisis | none -> crisis |", "|---|---|---|---|"]
-        lines += [f"| {' | '.join(row)} |" for row in self.groups()]
-        return "\n".join(lines)
+        return group_table(self.results)
 
 
 def layer_function(layer: str, lexicon=None, classifier=None, judge: Callable | None = None) -> Callable[[str], Risk]:

@@ -26,8 +26,10 @@ from pathlib import Path
 
 from ..errors import CbtLlmError
 from .classifier import FEATURE_VERSION, features
-from .evaluation import LabelledMessage, read_labelled
+from .evaluation import LabelledMessage, group_table, read_labelled
 from .guard import set_aside_by_rules
+from .lexicon import detect_language
+from .risk import RANK
 from .rules import assess_lexicon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +165,16 @@ def choose_threshold(scores, gold: list[str], rules: list, positive: tuple, cap:
     return best
 
 
+def out_of_fold_level(rules, crisis: float, risk: float, thresholds: dict, language: str) -> str:
+    """The combined verdict ``assess_risk`` gives, from the rules' verdict and the two head scores."""
+    level = rules.level
+    if level != "crisis" and crisis >= thresholds["crisis"][language]:
+        return "concern" if set_aside_by_rules(rules) else "crisis"
+    if RANK[level] < RANK["concern"] and risk >= thresholds["risk"][language]:
+        return "concern"
+    return level
+
+
 def train(args: TrainArgs) -> dict:
     """Fit, cross-validate, choose thresholds, refit on everything; return the JSON to ship."""
     import numpy as np
@@ -192,6 +204,10 @@ def train(args: TrainArgs) -> dict:
                                     ("risk", args.max_benign_risk, ("concern", "crisis"))):
             t, fig = choose_threshold([oof[head][i] for i in rows], gold, [rules[i] for i in rows], positive, cap)
             thresholds[head][language], figures[f"{language}/{head}"] = t, fig
+    levels = [out_of_fold_level(rules[i], oof["crisis"][i], oof["risk"][i], thresholds, detect_language(dev[i].text))
+              for i in range(len(dev))]
+    print("rules + classifier on the dev rows, classifier scores out of fold:\n"
+          + group_table(list(zip(dev, levels))) + "\n")
     used = np.unique(x.indices)
     index = array("I", used.tolist())
     data = {
