@@ -122,6 +122,7 @@ def test_safety_eval_figures_per_layer():
     assert {"zh", "en", "safety_eval.jsonl"} <= set(groups)
 
 
+@pytest.mark.slow
 def test_eval_cli_reports_every_layer_alone_and_combined():
     out = subprocess.run([sys.executable, "-m", "cbt_llm.safety", "--eval", str(EVAL)], capture_output=True,
                          text=True, timeout=300)
@@ -139,6 +140,7 @@ def test_eval_file_errors_name_the_line(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- import
+@pytest.mark.slow
 def test_the_safety_package_imports_nothing_heavy():
     code = ("import sys, cbt_llm; before = set(sys.modules); import cbt_llm.safety, cbt_llm.chat; "
             "cbt_llm.safety.assess_risk('我想死'); cbt_llm.safety.assess_conversation([], 'hello'); "

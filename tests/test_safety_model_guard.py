@@ -42,6 +42,7 @@ def test_parse_qwen3guard_needs_a_safety_line():
         parse_qwen3guard("Categories: Suicide & Self-Harm")
 
 
+@pytest.mark.slow
 def test_served_qwen3guard_raises_the_level(monkeypatch):
     monkeypatch.setenv("CBT_TEST_GUARD_KEY", "sk-guard")
     with JudgeServer(qwen3guard_stand_in) as server:
@@ -64,6 +65,7 @@ def test_served_qwen3guard_raises_the_level(monkeypatch):
         assert risk.level == "none" and risk.notes[-1].startswith("judge_error: Qwen3Guard answer has no Safety line")
 
 
+@pytest.mark.slow
 def test_a_guard_server_that_is_down_leaves_the_offline_verdict():
     with JudgeServer(qwen3guard_stand_in) as server:
         url = server.base_url

@@ -42,42 +42,12 @@ class GenerationSettings:
 def load_chat_model(adapter: str | None, base: str | None, *, device: str = "auto", revision: str | None = None):
     """(model, tokenizer) in eval mode: ``adapter`` on its own base (or on ``base``), or ``base`` alone.
 
-    The one place the chat loads weights; ``base`` may be the tiny model's name.
+    The project's one loader (:func:`cbt_llm.models.loading.load_model_and_tokenizer`); ``base`` may be
+    the tiny model's name.
     """
-    import torch
+    from cbt_llm.models.loading import load_model_and_tokenizer
 
-    from cbt_llm.models.tiny import resolve_model_name
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"device_map": "auto"} if device == "cuda" else {}
-    base_path = resolve_model_name(base) if base else None
-    try:
-        if adapter and not base:
-            from cbt_llm.hub import load_adapter
-
-            model, tokenizer = load_adapter(adapter, revision=revision, **kwargs)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
-            tokenizer = None
-            if adapter:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, adapter, revision=revision)
-                try:
-                    tokenizer = AutoTokenizer.from_pretrained(adapter, revision=revision)
-                except (OSError, ValueError):
-                    tokenizer = None  # the adapter ships no tokenizer: use the base's
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(base_path)
-    except CbtLlmError:
-        raise
-    except (OSError, ValueError) as err:
-        raise CbtLlmError(f"cannot load {adapter or base}: {first_line(err)}") from None
-    if "device_map" not in kwargs:
-        model.to(device)
-    return model.eval(), tokenizer
+    return load_model_and_tokenizer(base, adapter, revision=revision, device=device)
 
 
 class LocalBackend:
@@ -181,22 +151,18 @@ class EndpointBackend:
     def __init__(self, model: str, base_url: str | None = None, settings: GenerationSettings | None = None, *,
                  api_key_env: str = "OPENAI_API_KEY", context_tokens: int | None = None, timeout: float = 120.0,
                  max_retries: int = 2):
-        import os
+        import openai
 
-        try:
-            import openai
-        except ImportError:
-            raise CbtLlmError("endpoint mode needs the openai package: pip install openai") from None
+        from cbt_llm.endpoints import openai_client, resolve_api_key
+
         self._openai = openai
         self.model, self.base_url = model, base_url
         self.settings = settings or GenerationSettings()
         self.context_tokens = context_tokens or ENDPOINT_CONTEXT_TOKENS
         self.calls = 0
         self._response = None
-        api_key = os.environ.get(api_key_env) or ("EMPTY" if base_url else None)
-        if not api_key:
-            raise CbtLlmError(f"set {api_key_env} to the API key (or give --base-url for a local server)")
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self._client = openai_client(base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout,
+                                     max_retries=max_retries)
 
     def describe(self) -> str:
         return f"model {self.model}" + (f" at {self.base_url}" if self.base_url else "")

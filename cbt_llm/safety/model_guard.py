@@ -18,18 +18,12 @@ from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.risk import RANK
 
 
-def openai_client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
-    """An ``openai.OpenAI`` client; the key from ``$api_key_env`` (a placeholder for a local ``base_url``)."""
-    import os
+def _client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
+    """The project's OpenAI client for a guard; a missing key is an error unless ``base_url`` is a local server."""
+    from cbt_llm.endpoints import openai_client, resolve_api_key
 
-    try:
-        import openai
-    except ImportError:
-        raise CbtLlmError("the risk judge needs the openai package: pip install openai") from None
-    api_key = os.environ.get(api_key_env) or ("EMPTY" if base_url else None)
-    if not api_key:
-        raise CbtLlmError(f"risk judge: set {api_key_env} (or give base_url for a local server)")
-    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+    return openai_client(base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout,
+                         max_retries=max_retries)
 
 
 JUDGE_SYSTEM_PROMPT = (
@@ -58,7 +52,7 @@ class OpenAIRiskJudge:
                  timeout: float = 30.0, max_retries: int = 1, system_prompt: str = JUDGE_SYSTEM_PROMPT):
         self.model = model
         self.system_prompt = system_prompt
-        self._client = openai_client(base_url, api_key_env, timeout, max_retries)
+        self._client = _client(base_url, api_key_env, timeout, max_retries)
 
     def __call__(self, text: str) -> dict:
         response = self._client.chat.completions.create(
@@ -122,7 +116,7 @@ class Qwen3GuardJudge:
     def __init__(self, base_url: str | None, model: str = QWEN3GUARD_MODEL, api_key_env: str = "OPENAI_API_KEY",
                  timeout: float = 30.0, max_retries: int = 1):
         self.model = model
-        self._client = openai_client(base_url, api_key_env, timeout, max_retries)
+        self._client = _client(base_url, api_key_env, timeout, max_retries)
 
     def __call__(self, text: str) -> dict:
         response = self._client.chat.completions.create(
@@ -130,26 +124,13 @@ class Qwen3GuardJudge:
         return parse_qwen3guard(response.choices[0].message.content or "")
 
 
-def load_guard_model(name_or_path: str, device: str = "auto"):
-    """(model, tokenizer) of a causal guard model, in eval mode on ``device`` (the one place it is loaded)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype="auto").to(device).eval()
-    except OSError as err:
-        raise CbtLlmError(f"cannot load guard model {name_or_path}: {str(err).splitlines()[0]}") from None
-    return model, tokenizer
-
-
 class LocalQwen3Guard:
     """Qwen3Guard-Gen on this machine with transformers: greedy decoding of a few tokens per message."""
 
     def __init__(self, name_or_path: str = QWEN3GUARD_MODEL, device: str = "auto", max_new_tokens: int = 32):
-        self.model, self.tokenizer = load_guard_model(name_or_path, device)
+        from cbt_llm.models.loading import load_model_and_tokenizer
+
+        self.model, self.tokenizer = load_model_and_tokenizer(name_or_path, device=device)
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, text: str) -> dict:
@@ -159,6 +140,6 @@ class LocalQwen3Guard:
                                                     return_tensors="pt", return_dict=True).to(self.model.device)
         with torch.no_grad():
             output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                         pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+                                         pad_token_id=self.tokenizer.pad_token_id)
         answer = self.tokenizer.decode(output[0][inputs["input_ids"].shape[-1]:], skip_special_tokens=True)
         return parse_qwen3guard(answer)

@@ -24,13 +24,13 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CbtLlmError
-from .classifier import FEATURE_VERSION, features
-from .evaluation import LabelledMessage, group_table, read_labelled
-from .guard import set_aside_by_rules
-from .lexicon import detect_language
-from .risk import RANK
-from .rules import assess_lexicon
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.safety.classifier import FEATURE_VERSION, features
+from cbt_llm.safety.evaluation import LabelledMessage, group_table, read_labelled
+from cbt_llm.safety.guard import set_aside_by_rules
+from cbt_llm.safety.lexicon import detect_language
+from cbt_llm.safety.risk import RANK
+from cbt_llm.safety.rules import assess_lexicon
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADS = {"crisis": ("crisis",), "risk": ("concern", "crisis")}
