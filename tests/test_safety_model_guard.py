@@ -78,12 +78,12 @@ def test_a_guard_server_that_is_down_leaves_the_offline_verdict():
 def test_local_qwen3guard_path_runs_a_model_with_transformers():
     # the tiny random model cannot answer in Qwen3Guard's format: the path loads, generates, and its
     # unparsable answer leaves the offline verdict with a note (a real Qwen3Guard checkpoint answers)
-    from cbt_llm.tiny_model import tiny_model_path
+    from cbt_llm.models.tiny import tiny_model_path
 
     guard = LocalQwen3Guard(str(tiny_model_path()), device="cpu", max_new_tokens=4)
     with pytest.raises(CbtLlmError, match="no Safety line"):
         guard("hello")
     risk = assess_risk("活着好累", judge=guard)
     assert risk.level == "concern" and risk.notes[-1].startswith("judge_error")
-    with pytest.raises(CbtLlmError, match="cannot load guard model"):
+    with pytest.raises(CbtLlmError, match="cannot load /nonexistent/guard-model"):
         LocalQwen3Guard("/nonexistent/guard-model")
