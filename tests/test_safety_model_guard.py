@@ -5,7 +5,14 @@ import pytest
 from judge_server import JudgeServer
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.safety import LocalQwen3Guard, Qwen3GuardJudge, assess_risk, parse_qwen3guard
+from cbt_llm.safety import (
+    LocalQwen3Guard,
+    OpenAIRiskJudge,
+    Qwen3GuardJudge,
+    assess_risk,
+    model_guard,
+    parse_qwen3guard,
+)
 
 # what Qwen3Guard-Gen answers when moderating a user prompt: a Safety line and a Categories line
 UNSAFE_SELF_HARM = "Safety: Unsafe\nCategories: Suicide & Self-Harm"
@@ -40,6 +47,11 @@ def test_parse_qwen3guard(content, level):
 def test_parse_qwen3guard_needs_a_safety_line():
     with pytest.raises(CbtLlmError, match="no Safety line"):
         parse_qwen3guard("Categories: Suicide & Self-Harm")
+
+
+def test_the_chat_picks_the_guard_by_model_name():
+    assert isinstance(model_guard("Qwen/Qwen3Guard-Gen-8B", "http://127.0.0.1:9/v1"), Qwen3GuardJudge)
+    assert isinstance(model_guard("my-judge", "http://127.0.0.1:9/v1"), OpenAIRiskJudge)
 
 
 @pytest.mark.slow

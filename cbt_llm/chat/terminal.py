@@ -156,11 +156,9 @@ def chat_main(*, adapter: str | None = None, base: str | None = None, model: str
     print(notice(language), flush=True)  # before anything slow, so it is the first thing on screen
     judge = None
     if judge_model:
-        from cbt_llm.safety import OpenAIRiskJudge, Qwen3GuardJudge
+        from cbt_llm.safety import model_guard
 
-        # a Qwen3Guard model answers in its own format; any other model gets the JSON judge prompt
-        kind = Qwen3GuardJudge if "qwen3guard" in judge_model.lower() else OpenAIRiskJudge
-        judge = kind(judge_base_url, judge_model, api_key_env=api_key_env)
+        judge = model_guard(judge_model, judge_base_url, api_key_env=api_key_env)
     if model:
         backend = EndpointBackend(model, base_url, settings, api_key_env=api_key_env, context_tokens=context_tokens)
     else:

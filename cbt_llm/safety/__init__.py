@@ -26,13 +26,13 @@ from cbt_llm.safety.evaluation import EvalReport, evaluate, evaluate_lexicon, ma
 from cbt_llm.safety.guard import CONTEXT_TURNS, assess_conversation, assess_risk, recent_user_turns
 from cbt_llm.safety.lexicon import Lexicon, detect_language, load_lexicon, normalize
 from cbt_llm.safety.model_guard import (JUDGE_SYSTEM_PROMPT, LocalQwen3Guard, OpenAIRiskJudge, Qwen3GuardJudge,
-                                       parse_judge_answer, parse_qwen3guard)
+                                       model_guard, parse_judge_answer, parse_qwen3guard)
 from cbt_llm.safety.risk import LEVELS, Risk, raise_level
 from cbt_llm.safety.rules import assess_lexicon
 
 __all__ = [
     "CONTEXT_TURNS", "JUDGE_SYSTEM_PROMPT", "LEVELS", "EvalReport", "Lexicon", "LocalQwen3Guard", "OpenAIRiskJudge",
     "Qwen3GuardJudge", "Risk", "RiskClassifier", "assess_conversation", "assess_lexicon", "assess_risk",
-    "detect_language", "evaluate", "evaluate_lexicon", "load_classifier", "load_lexicon", "main", "normalize",
-    "parse_judge_answer", "parse_qwen3guard", "raise_level", "recent_user_turns",
+    "detect_language", "evaluate", "evaluate_lexicon", "load_classifier", "load_lexicon", "main", "model_guard",
+    "normalize", "parse_judge_answer", "parse_qwen3guard", "raise_level", "recent_user_turns",
 ]

@@ -143,3 +143,10 @@ class LocalQwen3Guard:
                                          pad_token_id=self.tokenizer.pad_token_id)
         answer = self.tokenizer.decode(output[0][inputs["input_ids"].shape[-1]:], skip_special_tokens=True)
         return parse_qwen3guard(answer)
+
+
+def model_guard(model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY"):
+    """The judge for a served ``model``: :class:`Qwen3GuardJudge` when its name says Qwen3Guard (it answers
+    in its own format), else :class:`OpenAIRiskJudge` (the JSON verdict prompt)."""
+    kind = Qwen3GuardJudge if "qwen3guard" in model.lower() else OpenAIRiskJudge
+    return kind(base_url, model, api_key_env=api_key_env)
