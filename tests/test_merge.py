@@ -111,3 +111,16 @@ def test_merge_rejects_a_folder_that_is_not_an_adapter(tmp_path):
     with pytest.raises(CbtLlmError, match="not an adapter folder"):
         merge_adapter(tmp_path / "plain", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_merge_onto_the_base_named_by_model_name_or_path(adapter, tmp_path, cli):
+    import shutil
+
+    from cbt_llm.models.tiny import tiny_model_path
+
+    base = shutil.copytree(tiny_model_path(), tmp_path / "my-base")  # a folder the adapter's config does not name
+    done = cli("merge", "--adapter", adapter, "--output_dir", tmp_path / "merged", "--model_name_or_path", base)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"Base model: `{base}`" in (tmp_path / "merged" / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(CbtLlmError, match="no-such-base"):
+        merge_adapter(str(adapter), tmp_path / "again", model=str(tmp_path / "no-such-base"))

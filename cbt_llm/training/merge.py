@@ -98,8 +98,9 @@ For a terminal chat behind the crisis guard: serve this folder with an OpenAI-co
 """
 
 
-def merge_adapter(adapter: str | Path, output: str | Path, *, revision: str | None = None) -> Path:
-    """Merge ``adapter`` (folder or Hub repo id) into its base and save the result to ``output``.
+def merge_adapter(adapter: str | Path, output: str | Path, *, model: str | None = None,
+                  revision: str | None = None) -> Path:
+    """Merge ``adapter`` (folder or Hub repo id) into its base (or ``model``) and save the result to ``output``.
 
     ``output`` must be new or empty. Returns ``output``. Raises :class:`CbtLlmError` for an adapter
     that cannot be loaded or an output folder that already holds files.
@@ -110,15 +111,15 @@ def merge_adapter(adapter: str | Path, output: str | Path, *, revision: str | No
     output = Path(output).expanduser()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise CbtLlmError(f"{output} exists and is not an empty folder")
-    model, tokenizer = load_model_and_tokenizer(adapter=adapter, revision=revision, dtype="auto", device="cpu")
-    config = model.peft_config[model.active_adapter]
-    base = config.base_model_name_or_path or "unknown"
+    lm, tokenizer = load_model_and_tokenizer(model, adapter, revision=revision, dtype="auto", device="cpu")
+    config = lm.peft_config[lm.active_adapter]
+    base = model or config.base_model_name_or_path or "unknown"
     from cbt_llm.models.tiny import TINY_MODEL_NAME, cache_dir
 
     local = Path(base).expanduser()
     if local.name.startswith("tiny-random-llama-") and local.parent.resolve() == (cache_dir() / "models").resolve():
         base = TINY_MODEL_NAME  # the stable name rather than this machine's cache path
-    merged = model.merge_and_unload()
+    merged = lm.merge_and_unload()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.merging-", dir=output.parent))
     try:
