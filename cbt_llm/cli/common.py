@@ -62,6 +62,8 @@ def command_parser_class() -> type:
     from transformers import HfArgumentParser
 
     class CommandParser(HfArgumentParser):
+        # HfArgumentParser makes every field a --flag; this per-field hook is where a field marked
+        # ``positional`` becomes a plain argument instead (tests/test_cli.py runs every command's --help).
         @staticmethod
         def _parse_dataclass_field(parser, dataclass_field):
             metadata = dict(dataclass_field.metadata)
