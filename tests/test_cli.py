@@ -69,6 +69,7 @@ def test_old_flags_are_translated_with_one_notice_each(capsys):
         == ["push", "adapter", "a", "--repo-id", "me/a", "--dry_run", "--output_dir", "up", "--private", "false",
             "--revision", "dev"]
     assert translate(["chat", "--base", "m", "--base-url", "u"]) == ["chat", "--model_name_or_path", "m", "--base-url", "u"]
+    assert translate(["judge", "--no-progress", "--model", "m"]) == ["judge", "--model", "m"]
     err = capsys.readouterr().err.splitlines()
     assert err == ["cbt-llm build: --output is deprecated; use --output_dir",
                    "cbt-llm generate: --output is deprecated; use --output_file",
@@ -77,7 +78,8 @@ def test_old_flags_are_translated_with_one_notice_each(capsys):
                    "cbt-llm push: --dry-run DIR is deprecated; use --dry_run --output_dir DIR",
                    "cbt-llm push: --public is deprecated; use --private false",
                    "cbt-llm push: --branch is deprecated; use --revision",
-                   "cbt-llm chat: --base is deprecated; use --model_name_or_path"]
+                   "cbt-llm chat: --base is deprecated; use --model_name_or_path",
+                   "cbt-llm judge: --no-progress is deprecated and does nothing here"]
     # the new spellings pass through untouched and silently
     for argv in (["push", "adapter", "a", "--repo_id", "me/a", "--dry-run", "--output-dir", "up"],
                  ["pull", "dataset", "--repo_id", "me/data", "--output_dir", "d"],

@@ -9,15 +9,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-# command -> {old flag: what replaces it}; a flag keeps its value (``--output X`` -> ``--output_file X``)
-RENAMED: dict[str, dict[str, str]] = {
+# command -> {old flag: what replaces it, or None for a switch that never did anything there};
+# a flag keeps its value (``--output X`` -> ``--output_file X``)
+RENAMED: dict[str, dict[str, str | None]] = {
     "build": {"--output": "--output_dir"},
     "generate": {"--output": "--output_file"},
     "batch": {"--output": "--output_file"},
     "annotate": {"--output": "--output_file"},
     "predict": {"--output": "--output_file", "--no-do-sample": "--do_sample false"},
     "evaluate": {"--output": "--output_dir"},
-    "judge": {"--output": "--output_file"},
+    "judge": {"--output": "--output_file", "--no-progress": None},
     "push": {"--branch": "--revision", "--public": "--private false"},
     "pull": {"--output": "--output_dir"},
     "chat": {"--base": "--model_name_or_path"},
@@ -72,7 +73,9 @@ def translate(argv: list[str]) -> list[str]:
     renamed, table = [], RENAMED[command]
     for arg in args:
         flag, equals, value = arg.partition("=")
-        if flag in table:
+        if flag in table and table[flag] is None:
+            notices.append(f"{flag} is deprecated and does nothing here")
+        elif flag in table:
             new = table[flag].split()
             renamed += new[:-1] + [new[-1] + equals + value]
             notices.append(f"{flag} is deprecated; use {table[flag]}")
