@@ -34,6 +34,14 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     report = json.loads((out / "report" / "report.json").read_text())
     assert [s["name"] for s in report["systems"]] == ["base", "cbt-lora"]
+    # Training shows: the adapter beats its random base on chrF and on the CBT-structure score, and half or
+    # more of its answers have all five steps in order; the report and the summary say what that means.
+    base, tuned = report["systems"]
+    assert tuned["metrics"]["chrf"] > base["metrics"]["chrf"]
+    assert tuned["structure"]["structure_mean"] > base["structure"]["structure_mean"]
+    assert tuned["structure"]["structure_full"] >= 0.5
+    assert "A random model memorising a format" in (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert f"chrF {tuned['metrics']['chrf']:.1f}" in stdout and "out/report/metrics.png" in stdout
     generated = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(generated) == 4 and all(r["status"] in ("ok", "rejected") for r in generated)
     assert "model-index" in (out / "adapter" / "README.md").read_text()

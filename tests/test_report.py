@@ -95,6 +95,18 @@ def test_systems_are_scored_on_shared_ids_and_judge_means_become_columns(tmp_pat
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "Judge relevance" in markdown and "perfect: 2 answers left out" in markdown
     assert "BERTScore" not in markdown.split("\n\n")[2]  # left out when not computed
+    assert "What these numbers mean" not in markdown and json.loads((tmp_path / "out" / "report.json").read_text())[
+        "note"] is None
+
+
+def test_a_note_says_what_the_numbers_mean_above_the_table(tmp_path):
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    preds = write_predictions(tmp_path / "model.jsonl", refs)
+    note = "A random model memorising a format; nothing about counselling quality."
+    evaluate_systems([preds], tmp_path / "out", bertscore=False, note=note)
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert markdown.index(f"**What these numbers mean.** {note}") < markdown.index("| System |")
+    assert json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["note"] == note
 
 
 def test_references_from_a_file_and_errors(tmp_path):

@@ -1,11 +1,12 @@
 import hashlib
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from cbt_llm.models.tiny import TINY_MODEL_NAME, resolve_model_name
+from cbt_llm.models.tiny import SMALL_MODEL_NAME, TINY_MODEL_NAME, resolve_model_name, tiny_model_path
 
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
@@ -37,3 +38,13 @@ def test_tiny_model_speaks_the_chat_template_and_masks_the_assistant_turn(tiny_m
     assert tokenizer.decode(assistant) == "听起来你很辛苦。<|im_end|>"
     assert len(tokenizer("一个人在外地工作，牵挂着远方的父母。")["input_ids"]) < 20  # trained on the sample's Chinese
     assert model.config.vocab_size == len(tokenizer) and model.num_parameters() < 1_000_000
+
+
+def test_the_demo_model_is_a_wider_sibling_with_the_same_tokenizer(tiny_model):
+    small = tiny_model_path(SMALL_MODEL_NAME)
+    assert resolve_model_name(SMALL_MODEL_NAME) == str(small) and small != tiny_model
+    config, tiny_config = (json.loads((folder / "config.json").read_text()) for folder in (small, tiny_model))
+    assert (config["hidden_size"], tiny_config["hidden_size"]) == (128, 64)  # the tests' tiny model is unchanged
+    assert (small / "tokenizer.json").read_bytes() == (tiny_model / "tokenizer.json").read_bytes()
+    with pytest.raises(ValueError, match="no local model 'cbt-llm/nope'"):
+        tiny_model_path("cbt-llm/nope")

@@ -146,7 +146,7 @@ def test_two_process_ddp_on_cpu_shards_the_data_and_keeps_the_loss_scale(tmp_pat
 
 def test_shipped_recipes_parse_and_flags_override_them():
     assert shipped_recipes() == ["paper-baichuan-7b", "qwen2.5-7b-instruct-lora", "qwen2.5-7b-instruct-qlora",
-                                 "tiny-cpu"]
+                                 "tiny-cpu", "tiny-demo"]
     # The GPU recipes ask for bf16; --use_cpu lets them parse on this CPU-only machine.
     script, training, model = parse_args(["--config", "paper-baichuan-7b", "--use_cpu"])
     assert model.model_name_or_path == "baichuan-inc/Baichuan-7B" and training.trust_remote_code
@@ -156,6 +156,9 @@ def test_shipped_recipes_parse_and_flags_override_them():
     assert model.load_in_4bit and training.learning_rate == 1e-5
     _, _, model = parse_args(["--config", "qwen2.5-7b-instruct-lora", "--use_cpu"])
     assert model.lora_target_modules == "all-linear" and not model.load_in_4bit
+    _, _, model = parse_args(["--config", "tiny-demo"])
+    assert model.model_name_or_path == "cbt-llm/small-random-llama"
+    assert model.lora_modules_to_save == ["lm_head", "embed_tokens"]
 
 
 @NO_GPU

@@ -105,8 +105,11 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
                      bertscore_model: str | None = None, bertscore_num_layers: int | None = None,
                      bertscore: bool = True, judgements: list[str | Path] | None = None,
                      model_card: str | Path | None = None, card_system: str | None = None,
-                     dataset_id: str | None = None) -> Report:
-    """Score each predictions file against the references and write the report (see the module docstring)."""
+                     dataset_id: str | None = None, note: str | None = None) -> Report:
+    """Score each predictions file against the references and write the report (see the module docstring).
+
+    ``note`` is a plain statement of what the numbers mean, put above the table and into report.json.
+    """
     from cbt_llm.evaluation.judge import judgement_means
     from cbt_llm.evaluation.predict import read_predictions
     from cbt_llm.evaluation.structure import step_coverage
@@ -144,7 +147,7 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
                              step_coverage(ref_texts))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(output_dir, systems, reference, len(ids), dropped, [])
+    report = Report(output_dir, systems, reference, len(ids), dropped, [], note=note)
     report.files.append(_write_json(report, references, dataset, bertscore_model if bertscore else None))
     report.files += plot_metrics(systems, output_dir / "metrics.png"), plot_steps(systems, reference,
                                                                                    output_dir / "step_coverage.png")
@@ -198,7 +201,7 @@ def _write_json(report: Report, references: str, dataset: str, bertscore_model: 
     from cbt_llm.generation.store import utc_now
 
     data = {
-        "created_at": utc_now(), "dataset": dataset, "references": references, "n": report.n,
+        "created_at": utc_now(), "dataset": dataset, "references": references, "n": report.n, "note": report.note,
         "dropped": report.dropped,
         "bertscore_model": (bertscore_model or DEFAULT_BERTSCORE_MODEL) if "bertscore_f1" in (
             report.systems[0].metrics if report.systems else {}) else None,

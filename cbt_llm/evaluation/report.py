@@ -63,6 +63,7 @@ class Report:
     dropped: dict[str, int]
     files: list[Path]
     card: Path | None = None
+    note: str | None = None
 
     def format(self) -> str:
         lines = [f"scored {len(self.systems)} systems on {self.n} shared questions; wrote "
@@ -117,6 +118,7 @@ def render_markdown(report: Report) -> str:
 
     lines = ["# Evaluation report\n", f"{len(report.systems)} systems, {report.n} questions "
              "(the ids every predictions file and the references share).\n",
+             *([f"**What these numbers mean.** {report.note}\n"] if report.note else []),
              "| System | n | " + " | ".join(label(k) for k in keys) + " |",
              "|---|---:|" + "---:|" * len(keys)]
     for system in [*report.systems, report.reference]:

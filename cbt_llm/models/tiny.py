@@ -1,8 +1,9 @@
-"""A tiny random Llama with a tokenizer trained on the bundled sample, made locally for offline CPU runs.
+"""Tiny random Llamas with a tokenizer trained on the bundled sample, made locally for offline CPU runs.
 
-The ``tiny-cpu`` recipe, the tests and the demo use it: nothing is downloaded, the same files come
-out every time, and it lives at a stable path so an adapter's ``base_model_name_or_path`` still
-resolves later. It learns the sample's style in a minute or two, which is all it is for.
+The ``tiny-cpu`` recipe and the tests use ``cbt-llm/tiny-random-llama``; the ``tiny-demo`` recipe uses
+``cbt-llm/small-random-llama`` (twice as wide, same tokenizer), which learns the sample's five-step
+layout within `make demo`'s few minutes. Nothing is downloaded, the same files come out every time,
+and each lives at a stable path so an adapter's ``base_model_name_or_path`` still resolves later.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import tempfile
 from pathlib import Path
 
 TINY_MODEL_NAME = "cbt-llm/tiny-random-llama"
+SMALL_MODEL_NAME = "cbt-llm/small-random-llama"
 _VERSION = "v2"
+# name: (cache folder stem, LlamaConfig sizes); both share the tokenizer and the seed.
+_MODELS: dict[str, tuple[str, dict[str, int]]] = {
+    TINY_MODEL_NAME: ("tiny-random-llama", {"hidden_size": 64, "intermediate_size": 128}),
+    SMALL_MODEL_NAME: ("small-random-llama", {"hidden_size": 128, "intermediate_size": 256}),
+}
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # ChatML, with {% generation %} marks so TRL's assistant_only_loss can find the assistant turns.
 CHAT_TEMPLATE = (
@@ -34,15 +41,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CBT_LLM_CACHE", Path.home() / ".cache" / "cbt_llm")).expanduser()
 
 
-def tiny_model_path() -> Path:
-    """The tiny model's folder, created on first use (about a second) and reused after."""
-    target = cache_dir() / "models" / f"tiny-random-llama-{_VERSION}"
+def tiny_model_path(name: str = TINY_MODEL_NAME) -> Path:
+    """The folder of a local random model (``TINY_MODEL_NAME`` or ``SMALL_MODEL_NAME``), created on first use
+    (about a second) and reused after."""
+    if name not in _MODELS:
+        raise ValueError(f"no local model {name!r}; the local ones are {', '.join(_MODELS)}")
+    stem, sizes = _MODELS[name]
+    target = cache_dir() / "models" / f"{stem}-{_VERSION}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     try:
-        _write_tiny_model(staging)
+        _write_tiny_model(staging, sizes)
         try:
             staging.rename(target)  # atomic: a concurrent creator either wins or finds it done
         except OSError:
@@ -54,8 +65,8 @@ def tiny_model_path() -> Path:
 
 
 def resolve_model_name(name: str) -> str:
-    """Map the tiny model's name to its local folder; any other name or path is returned as is."""
-    return str(tiny_model_path()) if name == TINY_MODEL_NAME else name
+    """Map a local random model's name to its folder; any other name or path is returned as is."""
+    return str(tiny_model_path(name)) if name in _MODELS else name
 
 
 def _training_texts() -> list[str]:
@@ -69,7 +80,7 @@ def _training_texts() -> list[str]:
     return texts
 
 
-def _write_tiny_model(folder: Path) -> None:
+def _write_tiny_model(folder: Path, sizes: dict[str, int]) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -89,8 +100,7 @@ def _write_tiny_model(folder: Path) -> None:
                                         model_max_length=2048)
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
+        vocab_size=len(tokenizer), **sizes, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
