@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import time
 from collections import deque
@@ -44,18 +45,23 @@ class AdaptiveRateLimiter:
     """A client-wide pacer: optional fixed caps (rpm, tpm) plus a rate learned from 429s.
 
     Until 429s show up there is no learned limit (only the caps). When 429s answer a real share of
-    the requests sent in the last second (at least ``signal_share`` and ``signal_count`` of them: a
-    rate limit, not a stray 429), every request pauses for ``Retry-After``. When the pause ends the rate is set
+    the requests sent in the last second (at least ``signal_count`` of them and ``signal_share`` of
+    the requests; before any limit is learned, the share's one-sided 99% lower confidence bound
+    must reach ``signal_share``, so that a few stray 429s among the first requests are not taken
+    for a rate limit), every request pauses for ``Retry-After``. When the pause ends the rate is set
     to ``decrease`` x the rate the server accepted over the ``window`` seconds before the signal
     (requests sent minus those answered 429, over at least one second), and it then grows by
     ``increase`` of itself per second until the next signal (multiplicative probing, so a rate
     learned from a burst recovers in seconds). A 429 for a request sent before the last adjustment
-    does not adjust again; an isolated 429 only delays its own request.
+    does not adjust again. An isolated 429 delays only its own request: while no limit is learned
+    (the server is not limiting as a whole, so a retry soon most likely succeeds and the run does
+    not end waiting) by a jittered backoff from ``stray_backoff`` seconds, doubling with each
+    consecutive 429, at most ``Retry-After``; once a limit is learned, by ``Retry-After``.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None, *, increase: float = 0.1,
                  decrease: float = 0.95, min_rate: float = 0.05, window: float = 2.0, signal_share: float = 0.2,
-                 signal_count: int = 3, clock=time.monotonic, sleep=asyncio.sleep):
+                 signal_count: int = 3, stray_backoff: float = 0.25, clock=time.monotonic, sleep=asyncio.sleep):
         self.cap = rpm / 60.0 if rpm else None
         self.tpm = tpm
         self.increase, self.decrease, self.min_rate = increase, decrease, min_rate
@@ -69,6 +75,7 @@ class AdaptiveRateLimiter:
         self.rate_limit_events = 0
         self.last_measured: float | None = None  # the accepted rate measured at the last signal
         self.window, self.signal_share, self.signal_count = window, signal_share, signal_count
+        self.stray_backoff = stray_backoff
         self._sends: deque[float] = deque()
         self._limited_sends: deque[float] = deque()
         self._tokens = float(tpm) if tpm else 0.0
@@ -152,29 +159,44 @@ class AdaptiveRateLimiter:
             self._tokens += estimated - actual
 
     def limited_share(self, now: float) -> tuple[float, int]:
-        """Share of the requests sent in the last second that were answered 429, and how many were."""
+        """Share of the requests sent in the last second that were answered 429 (before any limit is
+        learned, its 99% lower confidence bound), and how many were."""
         low = now - 1.0
         sent = sum(1 for t in self._sends if t >= low)
         limited = sum(1 for t in self._limited_sends if t >= low)
-        return (limited / sent if sent else 1.0), limited
+        sent = max(sent, limited)
+        return (_wilson_low(limited, sent) if self.base_rate is None else limited / sent if sent else 1.0), limited
 
     def on_rate_limited(self, sent_at: float, retry_after: float | None, consecutive: int) -> float:
         """Record a 429 for a request sent at ``sent_at``; returns how long that request itself should wait.
 
-        When 429s answer a real share of the requests sent in the last second (``signal_share``, at
-        least ``signal_count`` of them) the whole client pauses for ``Retry-After`` and the rate is
-        re-learned; an isolated 429 only makes its own request wait. Requests still in flight count
-        as accepted, so the slow successes do not make a few fast 429s look like a flood.
+        When 429s answer a real share of the requests sent in the last second (see the class) the
+        whole client pauses for ``Retry-After`` and the rate is re-learned; an isolated 429 only makes
+        its own request wait, a jittered backoff of at most ``Retry-After``. Requests still in flight
+        count as accepted, so the slow successes do not make a few fast 429s look like a flood.
         """
         now = self.clock()
-        wait = retry_after if retry_after is not None else min(0.5 * 2 ** max(consecutive - 1, 0), 30.0)
-        wait *= 1.0 + 0.1 * random.random()
+        doubling = 2 ** min(max(consecutive - 1, 0), 10)
+        wait = retry_after if retry_after is not None else min(0.5 * doubling, 30.0)
         self._limited_sends.append(sent_at)
         share, count = self.limited_share(now)
         if count < self.signal_count or share < self.signal_share:
-            return wait
+            if self.base_rate is None:  # no limit seen yet: a stray 429, retried soon
+                return random.uniform(0.0, min(wait, self.stray_backoff * doubling))
+            return wait * (1.0 + 0.1 * random.random())
+        wait *= 1.0 + 0.1 * random.random()
         self.pause_until = max(self.pause_until, now + wait)
         if sent_at >= self.adjusted_at and self.pending is None:
             self.pending = now
             self.rate_limit_events += 1
         return 0.0
+
+
+def _wilson_low(successes: int, trials: int, z: float = 2.326) -> float:
+    """The Wilson score lower bound of a binomial share (one-sided 99% for the default ``z``)."""
+    if trials <= 0:
+        return 0.0
+    share, z2 = successes / trials, z * z
+    centre = share + z2 / (2 * trials)
+    margin = z * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials * trials))
+    return max((centre - margin) / (1 + z2 / trials), 0.0)
