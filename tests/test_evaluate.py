@@ -93,3 +93,19 @@ def test_the_hand_labelled_set_is_varied_and_the_score_agrees_with_it():
     # a scorer that ignores the text agrees only by chance
     constant = structure_agreement(HAND_LABELLED, scorer=lambda text, language: 2)
     assert constant["kappa"] == pytest.approx(0.0) and constant["accuracy"] < 0.5
+
+
+def test_a_metric_that_cannot_run_is_skipped_with_its_reason_and_the_others_kept(tmp_path):
+    answers = [row["response"] for row in sample_rows()[:3]]
+    result = compute_metrics(answers, answers, bertscore_model=str(tmp_path / "no-such-model"))
+    assert result["bleu"] == pytest.approx(100) and result["rouge_l"] == pytest.approx(1.0)
+    assert "bertscore_f1" not in result
+    assert list(result.skipped) == ["bertscore_f1"] and "could not be loaded" in result.skipped["bertscore_f1"]
+
+
+def test_sacrebleu_signatures_are_kept():
+    answers = [row["response"] for row in sample_rows()[:3]]
+    result = compute_metrics(answers, answers, bertscore=False)
+    assert result.skipped == {}
+    assert result.settings["bleu"]["signature"].startswith("nrefs:1|") and "tok:zh" in result.settings["bleu"]["signature"]
+    assert result.settings["chrf"]["signature"].startswith("nrefs:1|") and "nc:6" in result.settings["chrf"]["signature"]

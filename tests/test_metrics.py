@@ -120,3 +120,30 @@ def test_bertscore_with_a_local_tiny_bert(tiny_bert):
 def test_bertscore_model_that_cannot_load_fails_clearly(tmp_path):
     with pytest.raises(CbtLlmError, match="--bertscore-model"):
         BertScore(str(tmp_path / "missing-model")).compute(predictions=["你好"], references=["你好"])
+
+
+def test_bertscore_scores_empty_answers_0_and_counts_them(tiny_bert):
+    # bert-score strips a blank text to "" and then calls a tokenizer method transformers 5 removed
+    metric = BertScore(str(tiny_bert), num_layers=2)
+    result = metric.compute(predictions=["", "  \n", ANSWERS[2]], references=ANSWERS[:3])
+    assert result["bertscore_f1"] == pytest.approx(1 / 3, abs=1e-4)  # two empty answers 0, one identical 1
+    assert result["empty_predictions"] == 2 and result["empty_references"] == 0
+    assert result["num_layers"] == 2 and "_L2_" in result["hash"] and result["model"] == str(tiny_bert)
+
+
+def test_bertscore_layer_is_bert_scores_for_a_local_copy_of_a_known_model(tmp_path, tiny_bert):
+    from transformers import BertConfig
+
+    from cbt_llm.evaluation.metrics.bertscore import bertscore_layer
+
+    # a saved bert-base-chinese keeps no Hub name: its config's type and shape say what it is
+    copy = tmp_path / "my-chinese-bert"
+    BertConfig(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+               intermediate_size=3072).save_pretrained(copy)
+    assert bertscore_layer(str(copy)) == 8
+    assert bertscore_layer("bert-base-chinese") == 8  # bert-score's table, no download
+    assert bertscore_layer(str(tiny_bert)) == 2  # an unknown model: its last layer
+    assert bertscore_layer(str(copy), num_layers=5) == 5
+    other = tmp_path / "other-bert"
+    BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12).save_pretrained(other)
+    assert bertscore_layer(str(other)) == 12

@@ -142,3 +142,44 @@ def test_model_card_results_replace_their_own_and_keep_others(tmp_path):
     assert card.text.index("## Evaluation results") < card.text.index("## How to use")
     with pytest.raises(CbtLlmError, match="no such model card"):
         update_model_card_with_results(tmp_path / "missing.md", {"bleu": 1.0}, "d")
+
+
+def test_missing_bertscore_is_reported_and_fatal_only_when_asked(tmp_path):
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    preds = write_predictions(tmp_path / "perfect.jsonl", refs)
+    missing = str(tmp_path / "no-such-bert")
+    report = evaluate_systems([preds], tmp_path / "out", bertscore_model=missing)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert saved["systems"][0]["metrics"]["bleu"] == pytest.approx(100)
+    assert "could not be loaded" in saved["skipped"]["bertscore_f1"]
+    assert "BERTScore F1 not computed" in report.format()
+    assert "**BERTScore F1**: not computed (BERTScore model" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(CbtLlmError, match="BERTScore was not computed"):
+        evaluate_systems([preds], tmp_path / "strict", bertscore_model=missing, require_bertscore=True)
+    assert json.loads((tmp_path / "strict" / "report.json").read_text(encoding="utf-8"))["systems"][0]["metrics"]
+
+
+def test_report_and_card_say_how_each_figure_was_computed(tmp_path, tiny_bert, cli):
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    preds = write_predictions(tmp_path / "perfect.jsonl", {**refs, sorted(refs)[0]: ""})
+    card_path = tmp_path / "README.md"
+    ModelCard("---\nmodel_name: x\n---\n\n# x\n\n## How to use\n\ntext\n").save(card_path)
+    evaluate_systems([preds], tmp_path / "out", bertscore_model=str(tiny_bert), model_card=card_path)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    bert = saved["reproducibility"]["bertscore_f1"]
+    assert bert["model"] == str(tiny_bert) and bert["num_layers"] == 2 and "_L2_no-idf_version=" in bert["hash"]
+    assert saved["systems"][0]["metric_settings"]["bertscore_f1"]["empty_predictions"] == 1
+    assert saved["reproducibility"]["bleu"]["signature"].startswith("nrefs:1|")
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "1 empty answers, scored 0 by BERTScore" in markdown and "tok:zh" in markdown
+    card = ModelCard.load(card_path)
+    args = {r.metric_name.split(" (")[0]: r.metric_args for r in card.data.eval_results}
+    assert args["BERTScore F1"]["num_layers"] == 2 and args["BERTScore F1"]["hash"] == bert["hash"]
+    assert args["BLEU"]["signature"] == saved["reproducibility"]["bleu"]["signature"] and args["BLEU-4"] is None
+    assert saved["reproducibility"]["bleu"]["signature"] in card.text
+    # the CLI: a missing BERTScore model is reported, and fails the command only with --require-bertscore
+    args = ("evaluate", "--predictions", preds, "--output_dir", tmp_path / "cli", "--bertscore_model", tmp_path / "none")
+    done = cli(*args)
+    assert done.returncode == 0 and "BERTScore F1 not computed" in done.stdout, done.stderr
+    done = cli(*args, "--require_bertscore")
+    assert done.returncode != 0 and "BERTScore was not computed" in done.stderr

@@ -73,6 +73,8 @@ class EvaluateArguments(DatasetArguments):
     bertscore_model: str | None = option(None, "BERTScore model (default: bert-base-chinese)", metavar="NAME|DIR")
     bertscore_num_layers: int | None = option(None, "layer to use (default: bert-score's choice for known models, "
                                               "else the last)", metavar="N")
+    require_bertscore: bool = option(False, "exit non-zero when BERTScore cannot be computed (default: the report "
+                                     "says it is missing, and why)")
     judgements: list[str] | None = option(None, "`cbt-llm judge` outputs to add as columns (matched to systems by "
                                           "name)", metavar="JUDGE.jsonl")
     model_card: str | None = option(None, "also write the results into this adapter card's model-index",
@@ -91,7 +93,7 @@ def evaluate(args: EvaluateArguments) -> str:
                             **values(args, DatasetArguments), bertscore_model=args.bertscore_model,
                             bertscore_num_layers=args.bertscore_num_layers, bertscore=args.bertscore,
                             judgements=args.judgements, model_card=args.model_card, card_system=args.card_system,
-                            dataset_id=args.dataset_id).format()
+                            dataset_id=args.dataset_id, require_bertscore=args.require_bertscore).format()
 
 
 @dataclass(kw_only=True)

@@ -4,11 +4,13 @@
 on jieba words (0-100), METEOR (0-1, jieba words, exact and stem matching), ROUGE-L (0-1,
 characters), distinct-1/2 (0-1, jieba words) and BERTScore F1 (0-1). Every metric is an
 ``evaluate.Metric`` subclass in ``cbt_llm.evaluation.metrics``, made directly, so nothing is fetched.
+A metric that cannot be computed is left out and named, with the reason, in the result's ``skipped``.
 
 ``evaluate_systems([A.jsonl, B.jsonl], references="test", output_dir="report")`` scores every
 system on the same questions (the ids that all files and the references share), adds the
 CBT-structure score (``cbt_llm.evaluation.structure``) and writes ``report.json`` (every number,
-per system, with the predictions' settings) and the report of ``cbt_llm.evaluation.report``.
+per system, with the predictions' settings, the metrics' signatures and what was skipped) and the
+report of ``cbt_llm.evaluation.report``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from cbt_llm.errors import CbtLlmError
+from cbt_llm.errors import CbtLlmError, first_line
 from cbt_llm.evaluation.report import (
     METRIC_INFO,
     Report,
@@ -25,6 +27,8 @@ from cbt_llm.evaluation.report import (
     plot_metrics,
     plot_steps,
     render_markdown,
+    reproducibility,
+    skipped_metrics,
     update_model_card_with_results,
 )
 
@@ -32,13 +36,25 @@ METRIC_KEYS = ("bleu", "chrf", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor",
                "distinct_2", "bertscore_f1")
 
 
+class MetricResults(dict):
+    """Metric key -> value (what ``compute_metrics`` returns), plus ``skipped`` (metric key -> why it
+    could not be computed) and ``settings`` (metric key -> how it was computed: sacrebleu's signature;
+    BERTScore's model, layer, hash and empty answers), for reproducing the figures."""
+
+    def __init__(self, values: dict[str, float], skipped: dict[str, str], settings: dict[str, dict]):
+        super().__init__(values)
+        self.skipped, self.settings = skipped, settings
+
+
 def compute_metrics(predictions: Sequence[str], references: Sequence[str], *, bertscore_model: str | None = None,
                     bertscore_num_layers: int | None = None, bertscore: bool = True,
-                    bertscore_batch_size: int = 32) -> dict[str, float]:
+                    bertscore_batch_size: int = 32) -> MetricResults:
     """All reference metrics for aligned predictions and references (see the module docstring).
 
     ``bertscore_model`` is a Hub name or a local folder (default ``bert-base-chinese``);
-    ``bertscore=False`` leaves BERTScore out (no model is loaded).
+    ``bertscore=False`` leaves BERTScore out (no model is loaded). A metric that cannot be computed
+    (BERTScore offline without its model) is left out and named in ``.skipped`` with the reason;
+    the others are still computed.
     """
     from cbt_llm.evaluation.metrics import (
         DEFAULT_BERTSCORE_MODEL,
@@ -57,15 +73,26 @@ def compute_metrics(predictions: Sequence[str], references: Sequence[str], *, be
     if not predictions:
         raise CbtLlmError("no predictions to score")
     results: dict[str, float] = {}
-    metrics = [Bleu(), ChrF(), JiebaBleu(), Meteor(), RougeL(), Distinct()]
+    skipped: dict[str, str] = {}
+    settings: dict[str, dict] = {}
+    # (the key its skip and settings are filed under, the metric)
+    metrics = [("bleu", Bleu()), ("chrf", ChrF()), ("bleu_4", JiebaBleu()), ("meteor", Meteor()),
+               ("rouge_l", RougeL()), ("distinct_2", Distinct())]
     if bertscore:
-        metrics.append(BertScore(bertscore_model or DEFAULT_BERTSCORE_MODEL, bertscore_num_layers,
-                                 batch_size=bertscore_batch_size))
-    for metric in metrics:
-        scores = metric.compute(predictions=predictions, references=references)
+        metrics.append(("bertscore_f1", BertScore(bertscore_model or DEFAULT_BERTSCORE_MODEL, bertscore_num_layers,
+                                                  batch_size=bertscore_batch_size)))
+    for key, metric in metrics:
+        try:
+            scores = metric.compute(predictions=predictions, references=references)
+        except Exception as err:  # noqa: BLE001 - reported in .skipped (and report.md/json), never silent
+            skipped[key] = str(err) if isinstance(err, CbtLlmError) else f"{type(err).__name__}: {first_line(err)}"
+            continue
         results.update({k: v for k, v in scores.items() if isinstance(v, float)})
-    return {key: results[key] for key in METRIC_KEYS if key in results} | \
-           {k: v for k, v in results.items() if k not in METRIC_KEYS}
+        if any(not isinstance(v, float) for v in scores.values()):
+            settings[key] = {k: v for k, v in scores.items() if not isinstance(v, float)}
+    values = {key: results[key] for key in METRIC_KEYS if key in results} | \
+             {k: v for k, v in results.items() if k not in METRIC_KEYS}
+    return MetricResults(values, skipped, settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,10 +132,13 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
                      bertscore_model: str | None = None, bertscore_num_layers: int | None = None,
                      bertscore: bool = True, judgements: list[str | Path] | None = None,
                      model_card: str | Path | None = None, card_system: str | None = None,
-                     dataset_id: str | None = None, note: str | None = None) -> Report:
+                     dataset_id: str | None = None, note: str | None = None, require_bertscore: bool = False) -> Report:
     """Score each predictions file against the references and write the report (see the module docstring).
 
     ``note`` is a plain statement of what the numbers mean, put above the table and into report.json.
+    A metric that cannot be computed (BERTScore offline without its model) is reported as missing,
+    with the reason, in report.md/json and ``Report.format()``; with ``require_bertscore`` a missing
+    BERTScore then raises ``CbtLlmError`` (after the report is written).
     """
     from cbt_llm.evaluation.judge import judgement_means
     from cbt_llm.evaluation.predict import read_predictions
@@ -116,6 +146,8 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
 
     if not predictions:
         raise CbtLlmError("name at least one predictions file")
+    if require_bertscore and not bertscore:
+        raise CbtLlmError("--require-bertscore and --no-bertscore contradict each other")
     names = list(names or [])
     if names and len(names) != len(predictions):
         raise CbtLlmError(f"{len(names)} names for {len(predictions)} predictions files")
@@ -137,8 +169,8 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
         metrics = compute_metrics(texts, [refs[i] for i in ids], bertscore_model=bertscore_model,
                                   bertscore_num_layers=bertscore_num_layers, bertscore=bertscore)
         settings = next(iter(records.values())).get("settings") or {}
-        systems.append(SystemResult(name, str(path), len(ids), metrics, step_coverage(texts), settings,
-                                    judged.get(name, {})))
+        systems.append(SystemResult(name, str(path), len(ids), dict(metrics), step_coverage(texts), settings,
+                                    judged.get(name, {}), metrics.skipped, metrics.settings))
     from cbt_llm.evaluation.metrics import distinct
 
     ref_texts = [refs[i] for i in ids]
@@ -148,7 +180,7 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = Report(output_dir, systems, reference, len(ids), dropped, [], note=note)
-    report.files.append(_write_json(report, references, dataset, bertscore_model if bertscore else None))
+    report.files.append(_write_json(report, references, dataset))
     report.files += plot_metrics(systems, output_dir / "metrics.png"), plot_steps(systems, reference,
                                                                                    output_dir / "step_coverage.png")
     (output_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
@@ -157,7 +189,10 @@ def evaluate_systems(predictions: list[str | Path], output_dir: str | Path, *, r
         chosen = _card_system(systems, model_card, card_system)
         report.card = update_model_card_with_results(model_card, chosen.row(), dataset_id or dataset,
                                                      split=references if not Path(references).is_file() else "test",
-                                                     n=len(ids))
+                                                     n=len(ids), metric_args=reproducibility(chosen.metric_settings))
+    missing = skipped_metrics(report).get("bertscore_f1")
+    if require_bertscore and missing:
+        raise CbtLlmError(f"BERTScore was not computed ({missing}); the other metrics are in {output_dir}")
     return report
 
 
@@ -196,18 +231,20 @@ def _card_system(systems: list[SystemResult], card: str | Path, wanted: str | No
     raise CbtLlmError("several systems and none made with the card's adapter folder: name one with --card-system")
 
 
-def _write_json(report: Report, references: str, dataset: str, bertscore_model: str | None) -> Path:
-    from cbt_llm.evaluation.metrics import DEFAULT_BERTSCORE_MODEL
+def _write_json(report: Report, references: str, dataset: str) -> Path:
     from cbt_llm.generation.store import utc_now
 
+    args = reproducibility(report.systems[0].metric_settings)
     data = {
         "created_at": utc_now(), "dataset": dataset, "references": references, "n": report.n, "note": report.note,
         "dropped": report.dropped,
-        "bertscore_model": (bertscore_model or DEFAULT_BERTSCORE_MODEL) if "bertscore_f1" in (
-            report.systems[0].metrics if report.systems else {}) else None,
+        "bertscore_model": args.get("bertscore_f1", {}).get("model"),
+        "reproducibility": args,
+        "skipped": skipped_metrics(report),
         "metrics": {k: {"label": v[0], "scale": v[2]} for k, v in METRIC_INFO.items()},
         "systems": [{"name": s.name, "file": s.file, "n": s.n, "metrics": s.metrics, "structure": s.structure,
-                     "judge": s.judge, "settings": s.settings} for s in report.systems],
+                     "judge": s.judge, "settings": s.settings, "skipped": s.skipped,
+                     "metric_settings": s.metric_settings} for s in report.systems],
         "reference": {"metrics": report.reference.metrics, "structure": report.reference.structure},
     }
     path = report.output_dir / "report.json"

@@ -48,6 +48,8 @@ class SystemResult:
     structure: dict[str, Any]
     settings: dict = field(default_factory=dict)
     judge: dict = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)          # metric key -> why it is missing
+    metric_settings: dict[str, dict] = field(default_factory=dict)  # metric key -> how it was computed
 
     def row(self) -> dict[str, float]:
         return {**self.metrics, "structure_mean": self.structure["structure_mean"],
@@ -70,9 +72,31 @@ class Report:
                  + ", ".join(str(f) for f in self.files)]
         for name, count in self.dropped.items():
             lines.append(f"  {name}: {count} answers left out (their ids are not shared by every file)")
+        for key, reason in skipped_metrics(self).items():
+            lines.append(f"  {METRIC_INFO[key][0] if key in METRIC_INFO else key} not computed: {reason}")
         if self.card:
             lines.append(f"model card updated: {self.card}")
         return "\n".join(lines)
+
+
+def skipped_metrics(report: Report) -> dict[str, str]:
+    """Metric key -> why it is missing, over every system (the first system's reason for each key)."""
+    skipped: dict[str, str] = {}
+    for system in report.systems:
+        for key, reason in system.skipped.items():
+            skipped.setdefault(key, reason)
+    return skipped
+
+
+def reproducibility(metric_settings: dict[str, dict]) -> dict[str, dict]:
+    """What reproduces each figure: sacrebleu's signature (BLEU, chrF); BERTScore's model, layer and hash."""
+    keep = {"bleu": ("signature",), "chrf": ("signature",), "bertscore_f1": ("model", "num_layers", "hash")}
+    return {key: {k: metric_settings[key][k] for k in fields if k in metric_settings[key]}
+            for key, fields in keep.items() if key in metric_settings}
+
+
+def _describe(args: dict) -> str:
+    return ", ".join(f"{k.replace('num_layers', 'layer')} `{v}`" for k, v in args.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,9 +148,18 @@ def render_markdown(report: Report) -> str:
     for system in [*report.systems, report.reference]:
         lines.append(f"| {system.name} | {system.n} | " + " | ".join(_cell(system, k) for k in keys) + " |")
     lines += ["", "How each column is computed:", ""]
+    settings = report.systems[0].metric_settings if report.systems else {}
     for key in keys:
         if key in METRIC_INFO:
-            lines.append(f"- **{METRIC_INFO[key][0]}**: {METRIC_INFO[key][2]}.")
+            args = reproducibility(settings).get(key)
+            lines.append(f"- **{METRIC_INFO[key][0]}**: {METRIC_INFO[key][2]}" + (f"; {_describe(args)}"
+                                                                                  if args else "") + ".")
+    for system in report.systems:
+        empty = system.metric_settings.get("bertscore_f1", {}).get("empty_predictions")
+        if empty:
+            lines.append(f"- {system.name}: {empty} empty answers, scored 0 by BERTScore.")
+    for key, reason in skipped_metrics(report).items():
+        lines.append(f"- **{METRIC_INFO[key][0] if key in METRIC_INFO else key}**: not computed ({reason}).")
     lines.append("- **" + " / ".join(STEP_SHORT.values()) + "**: share of answers in which the five-step detector "
                  "(cbt_llm.generation.quality) finds " + ", ".join(f"{s.name_en.lower()} ({s.name_zh})" for s in CBT_STEPS) + ".")
     lines.append("- The `reference` row scores the reference answers themselves (reference-free columns only).")
@@ -198,10 +231,12 @@ def plot_steps(systems: list[SystemResult], reference: SystemResult, path: Path)
 # ---------------------------------------------------------------------------------------------
 def update_model_card_with_results(card_path: str | Path, results: dict[str, float], dataset_id: str, *,
                                    split: str = "test", dataset_name: str | None = None,
-                                   n: int | None = None) -> Path:
+                                   n: int | None = None, metric_args: dict[str, dict] | None = None) -> Path:
     """Write ``results`` (metric key -> value) into the card's ``model-index`` and an evaluation section.
 
-    Earlier results of the same dataset and split are replaced; others are kept. Returns the path.
+    ``metric_args`` (metric key -> settings, see ``reproducibility``) go into each result's
+    ``metric_args`` and the section. Earlier results of the same dataset and split are replaced;
+    others are kept. Returns the path.
     """
     from huggingface_hub import EvalResult, ModelCard
 
@@ -213,7 +248,8 @@ def update_model_card_with_results(card_path: str | Path, results: dict[str, flo
             if not (r.dataset_type == dataset_id and r.dataset_split == split)]
     new = [EvalResult(task_type="text-generation", task_name="CBT question answering", dataset_type=dataset_id,
                       dataset_name=dataset_name or dataset_id, dataset_split=split, metric_type=METRIC_INFO[k][1],
-                      metric_name=f"{METRIC_INFO[k][0]} ({METRIC_INFO[k][2]})", metric_value=round(float(v), 4))
+                      metric_name=f"{METRIC_INFO[k][0]} ({METRIC_INFO[k][2]})", metric_value=round(float(v), 4),
+                      metric_args=(metric_args or {}).get(k))
            for k, v in results.items() if k in METRIC_INFO and v is not None]
     card.data.eval_results = keep + new
     if not card.data.model_name:
@@ -223,6 +259,10 @@ def update_model_card_with_results(card_path: str | Path, results: dict[str, flo
                "", "| Metric | Value |", "|---|---|"]
     section += [f"| {METRIC_INFO[k][0]} ({METRIC_INFO[k][2]}) | {_fmt(k, v)} |" for k, v in results.items()
                 if k in METRIC_INFO and v is not None]
+    args = {k: a for k, a in (metric_args or {}).items() if k in results}
+    if args:
+        section += ["", "To reproduce: " + "; ".join(f"{METRIC_INFO[k][0]}: {_describe(a)}"
+                                                     for k, a in args.items()) + "."]
     section.append(CARD_END)
     body = card.text
     if CARD_START in body and CARD_END in body:

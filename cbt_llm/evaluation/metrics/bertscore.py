@@ -3,41 +3,69 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.evaluation.metrics.base import TextMetric
 
 DEFAULT_BERTSCORE_MODEL = "bert-base-chinese"
+# Hub models of bert-score's layer table, recognised in a local folder by their config (saved copies
+# keep no Hub name): the architecture fields of the model's config.json.
+KNOWN_CONFIGS = {"bert-base-chinese": {"model_type": "bert", "vocab_size": 21128, "hidden_size": 768,
+                                       "num_hidden_layers": 12}}
 _SCORERS: dict = {}
 _LOCK = threading.Lock()
 
 
+def _load_error(model: str, err: Exception) -> CbtLlmError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CbtLlmError(f"BERTScore model {model!r} could not be loaded ({first[:200]}); pass a local model "
+                       "folder (--bertscore-model DIR) or leave BERTScore out (--no-bertscore)")
+
+
+def bertscore_layer(model: str, num_layers: int | None = None) -> int:
+    """The layer BERTScore reads: ``num_layers`` when given; else bert-score's tuned layer for the model
+    (``bert-base-chinese``: 8), found by its Hub name or, for a local folder, by its config's model
+    type and shape; else the model's last layer."""
+    from bert_score.utils import model2layers
+
+    if num_layers is not None:
+        return num_layers
+    folder = Path(model).expanduser()
+    if model in model2layers and not folder.is_dir():
+        return model2layers[model]
+    if not folder.is_dir() and (model.startswith((".", "~", "/")) or model.count("/") > 1):
+        raise _load_error(model, FileNotFoundError(f"no such folder: {folder}"))
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model).to_dict()
+    except (OSError, ValueError) as err:
+        raise _load_error(model, err) from None
+    for name, fields in KNOWN_CONFIGS.items():
+        if all(config.get(key) == value for key, value in fields.items()):
+            return model2layers[name]
+    return config["num_hidden_layers"]
+
+
 def load_scorer(model: str = DEFAULT_BERTSCORE_MODEL, num_layers: int | None = None, batch_size: int = 32,
                 device: str | None = None):
-    """A cached ``bert_score.BERTScorer`` for a Hub model name or a local folder.
+    """A cached ``bert_score.BERTScorer`` for a Hub model name or a local folder, at ``bertscore_layer``.
 
-    bert-score knows the best layer of well-known models (``bert-base-chinese``: 8); for any other
-    model or folder without ``num_layers`` the last layer is used. A tokenizer without a length
-    limit is capped at the model's ``max_position_embeddings`` (longer answers are truncated,
-    as bert-score does with bert-base-chinese's 512 tokens).
+    A tokenizer without a length limit is capped at the model's ``max_position_embeddings``, so
+    answers are truncated to 510 tokens plus [CLS] and [SEP] with bert-base-chinese, as bert-score does.
     """
     key = (model, num_layers, batch_size, device)
     with _LOCK:
         if key in _SCORERS:
             return _SCORERS[key]
         from bert_score import BERTScorer
-        from bert_score.utils import model2layers
 
+        layer = bertscore_layer(model, num_layers)
         try:
-            if num_layers is None and model not in model2layers:
-                from transformers import AutoConfig
-
-                num_layers = AutoConfig.from_pretrained(model).num_hidden_layers
-            scorer = BERTScorer(model_type=model, num_layers=num_layers, batch_size=batch_size, device=device)
+            scorer = BERTScorer(model_type=model, num_layers=layer, batch_size=batch_size, device=device)
         except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CbtLlmError(f"BERTScore model {model!r} could not be loaded ({first[:200]}); pass a local model "
-                              "folder (--bertscore-model DIR) or leave BERTScore out (--no-bertscore)") from None
+            raise _load_error(model, err) from None
         limit = getattr(scorer._model.config, "max_position_embeddings", 512)
         if scorer._tokenizer.model_max_length > limit:
             scorer._tokenizer.model_max_length = limit
@@ -48,12 +76,14 @@ def load_scorer(model: str = DEFAULT_BERTSCORE_MODEL, num_layers: int | None = N
 class BertScore(TextMetric):
     """Mean BERTScore precision, recall and F1 (bert-score, no baseline rescaling), 0-1.
 
-    ``BertScore(model="bert-base-chinese", num_layers=None)``; ``model`` may be a local folder.
+    ``BertScore(model="bert-base-chinese", num_layers=None)``; ``model`` may be a local folder. The
+    result also names the model, the layer, bert-score's hash of the settings, and how many answers
+    were empty (scored 0: bert-score cannot encode an empty text).
     """
 
     DESCRIPTION = ("BERTScore (bert-score): greedy cosine matching of contextual token embeddings from a BERT "
                    "layer (bert-base-chinese, layer 8 by default; its WordPiece tokenizer splits Chinese into "
-                   "characters). Raw scores, no baseline rescaling. 0-1.")
+                   "characters). Raw scores, no baseline rescaling. Empty answers score 0. 0-1.")
     CITATION = """@inproceedings{zhang2020bertscore,
   title = {BERTScore: Evaluating Text Generation with BERT},
   author = {Zhang, Tianyi and Kishore, Varsha and Wu, Felix and Weinberger, Kilian Q. and Artzi, Yoav},
@@ -65,10 +95,15 @@ class BertScore(TextMetric):
         self.model_name, self.num_layers, self.batch_size, self.device = model, num_layers, batch_size, device
 
     def _compute(self, predictions, references):
-        if not predictions:
-            return {"bertscore_precision": 0.0, "bertscore_recall": 0.0, "bertscore_f1": 0.0}
         scorer = load_scorer(self.model_name, self.num_layers, self.batch_size, self.device)
-        # an empty answer would make bert-score warn and score it 0; a lone space keeps the shapes right
-        precision, recall, f1 = scorer.score([p or " " for p in predictions], [r or " " for r in references])
-        return {"bertscore_precision": float(precision.mean()), "bertscore_recall": float(recall.mean()),
-                "bertscore_f1": float(f1.mean())}
+        scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+        sums = [0.0, 0.0, 0.0]
+        if scored:
+            for index, values in enumerate(scorer.score([predictions[i] for i in scored],
+                                                        [references[i] for i in scored])):
+                sums[index] = float(values.sum())
+        n = max(len(predictions), 1)
+        return {"bertscore_precision": sums[0] / n, "bertscore_recall": sums[1] / n, "bertscore_f1": sums[2] / n,
+                "model": self.model_name, "num_layers": scorer.num_layers, "hash": scorer.hash,
+                "empty_predictions": sum(1 for p in predictions if not p.strip()),
+                "empty_references": sum(1 for r in references if not r.strip())}

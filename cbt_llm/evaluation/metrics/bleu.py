@@ -35,8 +35,9 @@ class ChrF(TextMetric):
     def _compute(self, predictions, references):
         from sacrebleu.metrics import CHRF
 
-        result = CHRF().corpus_score(list(predictions), [list(references)])
-        return {"chrf": float(result.score)}
+        metric = CHRF()
+        result = metric.corpus_score(list(predictions), [list(references)])
+        return {"chrf": float(result.score), "signature": str(metric.get_signature())}
 
 
 class JiebaBleu(TextMetric):
