@@ -135,3 +135,18 @@ def test_near_duplicates_pairwise_and_minhash():
     many["planted"] = many["sample-010-strategy"] + "。"
     found = near_duplicates(many, exact_below=100)
     assert {(p.first, p.second) for p in found} == {("sample-010-strategy", "planted")}
+
+
+def test_a_stuck_teacher_repeating_one_answer_is_reported_as_one_cluster():
+    # 250 different answers (two steps of two different sample rows) and 250 copies of one answer
+    texts = {f"a{i}": SAMPLE[i % 66]["steps"][STEP_KEYS[i % 5]] + SAMPLE[(i * 7 + 3) % 66]["steps"][STEP_KEYS[(i // 5) % 5]]
+             for i in range(250)}
+    assert len(set(texts.values())) == 250
+    texts.update({f"stuck{i}": SAMPLE[0]["response"] for i in range(250)})
+    pairs = near_duplicates(texts)  # 500 > exact_below: MinHash/LSH, one bucket of 250 per band
+    assert {f"stuck{i}" for i in range(250)} <= {i for p in pairs for i in (p.first, p.second)}
+    from cbt_llm.generation.dedup import duplicate_groups
+
+    groups = duplicate_groups(pairs)
+    assert sorted(groups[0]) == sorted(f"stuck{i}" for i in range(250))
+    assert len(pairs) < 1000  # clusters, not the 31,125 pairs of 250 copies

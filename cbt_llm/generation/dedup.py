@@ -33,29 +33,72 @@ class DuplicatePair:
 
 
 def near_duplicates(texts: Mapping[str, str] | Iterable[tuple[str, str]], threshold: float = 0.8, n: int = 5,
-                    exact_below: int = 400, num_perm: int = 64, bands: int = 16) -> list[DuplicatePair]:
+                    exact_below: int = 400, num_perm: int = 64, bands: int = 16,
+                    bucket_limit: int = 200) -> list[DuplicatePair]:
     """Pairs of answers whose character n-gram Jaccard similarity is at least ``threshold``.
 
     Up to ``exact_below`` texts are compared pairwise; above that, MinHash signatures split into
-    LSH bands propose candidate pairs, which are then checked with the exact Jaccard.
+    LSH bands propose candidates, checked with the exact Jaccard. An LSH bucket of more than
+    ``bucket_limit`` answers (a stuck teacher repeating itself) is not compared pair by pair but
+    split into clusters, each answer paired with its cluster's first answer: ``duplicate_groups``
+    turns the pairs into clusters.
     """
     items = list(texts.items()) if isinstance(texts, Mapping) else list(texts)
     sets = [shingles(text, n) for _, text in items]
-    candidates: set[tuple[int, int]] = set()
-    if len(items) <= exact_below:
-        candidates = {(i, j) for i in range(len(items)) for j in range(i + 1, len(items))}
-    else:
-        candidates = _lsh_candidates(sets, num_perm, bands)
-    pairs = []
-    for i, j in sorted(candidates):
-        sim = jaccard(sets[i], sets[j])
-        if sim >= threshold:
-            pairs.append(DuplicatePair(items[i][0], items[j][0], round(sim, 3)))
+    found: dict[tuple[int, int], float] = {}
+    exact = len(items) <= exact_below
+    for members in [list(range(len(items)))] if exact else _lsh_buckets(sets, num_perm, bands):
+        if exact or len(members) <= bucket_limit:
+            for x in range(len(members)):
+                for y in range(x + 1, len(members)):
+                    pair = (members[x], members[y])
+                    if pair not in found:
+                        found[pair] = jaccard(sets[pair[0]], sets[pair[1]])
+        else:
+            found.update(_leader_pairs(members, sets, threshold))
+    pairs = [DuplicatePair(items[i][0], items[j][0], round(sim, 3)) for (i, j), sim in sorted(found.items())
+             if sim >= threshold]
     pairs.sort(key=lambda p: -p.similarity)
     return pairs
 
 
-def _lsh_candidates(sets: list[set[str]], num_perm: int, bands: int) -> set[tuple[int, int]]:
+def duplicate_groups(pairs: Iterable[DuplicatePair]) -> list[list[str]]:
+    """The clusters that near-duplicate pairs link (connected ids), largest first."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for pair in pairs:
+        parent[root(pair.first)] = root(pair.second)
+    groups: dict[str, list[str]] = {}
+    for x in parent:
+        groups.setdefault(root(x), []).append(x)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _leader_pairs(members: list[int], sets: list[set[str]], threshold: float) -> dict[tuple[int, int], float]:
+    """Cluster a large bucket greedily: each answer joins the first cluster whose leader it matches,
+    else leads a new one; returns (leader, member) pairs with their similarity. Linear in the
+    bucket's size when the bucket is mostly one answer repeated."""
+    leaders: list[int] = []
+    pairs = {}
+    for index in members:
+        for leader in leaders:
+            similarity = jaccard(sets[leader], sets[index])
+            if similarity >= threshold:
+                pairs[(min(leader, index), max(leader, index))] = similarity
+                break
+        else:
+            leaders.append(index)
+    return pairs
+
+
+def _lsh_buckets(sets: list[set[str]], num_perm: int, bands: int) -> list[list[int]]:
+    """The LSH buckets (answers whose MinHash signatures agree on a band) with more than one member."""
     import hashlib
 
     import numpy as np
@@ -78,10 +121,4 @@ def _lsh_candidates(sets: list[set[str]], num_perm: int, bands: int) -> set[tupl
         for band in range(bands):
             key = (band, signature[band * rows:(band + 1) * rows].tobytes())
             buckets.setdefault(key, []).append(index)
-    candidates = set()
-    for members in buckets.values():
-        if 1 < len(members) <= 200:
-            for x in range(len(members)):
-                for y in range(x + 1, len(members)):
-                    candidates.add((members[x], members[y]))
-    return candidates
+    return [members for members in buckets.values() if len(members) > 1]

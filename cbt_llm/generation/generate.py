@@ -29,7 +29,7 @@ from cbt_llm.data.sources import Question, read_questions
 from cbt_llm.endpoints import answer_of, estimate_message_tokens, resolve_api_key
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation.client import RequestEngine, RequestFailed
-from cbt_llm.generation.dedup import near_duplicates
+from cbt_llm.generation.dedup import duplicate_groups, near_duplicates
 from cbt_llm.generation.quality import (
     DEFAULT_QUALITY,
     QualityConfig,
@@ -118,7 +118,9 @@ class GenerateSummary(RunStats):
                          + " (cbt-llm build --input takes the ok records)")
         if self.duplicates:
             shown = ", ".join(f"{p.first}~{p.second} ({p.similarity:.2f})" for p in self.duplicates[:5])
-            lines.append(f"near-duplicate answers: {len(self.duplicates)} pairs, e.g. {shown}")
+            groups = duplicate_groups(self.duplicates)
+            lines.append(f"near-duplicate answers: {len(self.duplicates)} pairs in {len(groups)} clusters "
+                         f"(largest: {len(groups[0])} answers, {groups[0][0]} ...), e.g. {shown}")
         else:
             lines.append("near-duplicate answers: none")
         return "\n".join(lines)
