@@ -143,7 +143,7 @@ class ChatServer:
                  pslow: float = 0.0, slow_latency: float = 5.0, retry_after: float = 0.5,
                  send_retry_after_ms: bool = True, answer: Callable[..., str] | None = None,
                  status: int | None = None, models: tuple[str, ...] | None = None, seed: int = 0,
-                 batch_polls: int = 2, batch_fail_ids: tuple[str, ...] = ()):
+                 batch_polls: int = 2, batch_fail_ids: tuple[str, ...] = (), batch_expire_after: int | None = None):
         self.slots, self.latency = slots, latency
         self.rate_limit, self.rate_window = rate_limit, rate_window
         self.p429, self.p500, self.pdrop, self.pslow = p429, p500, pdrop, pslow
@@ -153,6 +153,7 @@ class ChatServer:
         self.models = models
         self.script: collections.deque[str] = collections.deque()  # e.g. ["429", "500", "drop", "slow"]
         self.batch_polls, self.batch_fail_ids = batch_polls, set(batch_fail_ids)
+        self.batch_expire_after = batch_expire_after  # answer this many lines, then expire the batch
         self.random = random.Random(seed)
         self.stats = Stats()
         self.files: dict[str, dict] = {}
@@ -458,6 +459,11 @@ class ChatServer:
         for n, line in enumerate(batch["_lines"]):
             body = line["body"]
             prompt = "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+            if self.batch_expire_after is not None and n >= self.batch_expire_after:
+                errors.append({"id": f"batch_req_{n}", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                         "before the completion window expired."}})
+                continue
             if line["custom_id"] in self.batch_fail_ids:
                 errors.append({"id": f"batch_req_{n}", "custom_id": line["custom_id"],
                                "response": {"status_code": 500, "request_id": f"req_{n}",
@@ -477,7 +483,8 @@ class ChatServer:
             self.files[err_id] = {"content": "".join(json.dumps(x) + "\n" for x in errors).encode(),
                                   "filename": "batch_errors.jsonl", "purpose": "batch_output"}
             batch["error_file_id"] = err_id
-        batch["status"] = "completed"
+        expired = self.batch_expire_after is not None and self.batch_expire_after < len(batch["_lines"])
+        batch["status"] = "expired" if expired else "completed"
         batch["request_counts"] = {"total": len(batch["_lines"]), "completed": len(out), "failed": len(errors)}
 
 

@@ -1,5 +1,6 @@
 """cbt-llm generate end to end against the loopback chat server: output contract, resume, faults, secrets, batch."""
 
+import io
 import json
 import subprocess
 import sys
@@ -237,3 +238,39 @@ def test_annotate_labels_distortions_from_the_taxonomy(tmp_path, key):
     assert parse_labels("none") is None and parse_labels('["labelling"]') == (["labeling"], [])
     with pytest.raises(CbtLlmError):
         annotate(out, out, "m", base_url="http://127.0.0.1:9/v1")
+
+
+def test_an_expired_batch_keeps_its_answers_and_leaves_the_rest_for_a_new_batch(tmp_path, key, monkeypatch):
+    questions = write_questions(tmp_path / "q.jsonl", 6)
+    out = tmp_path / "o.jsonl"
+    with ChatServer(batch_polls=2, batch_expire_after=4) as server:
+        batch.submit(questions, out, "test-model", base_url=server.base_url)
+        status = batch.poll(out, wait=True, interval=0.01)
+        assert status.status == "expired" and status.results is not None, status.format()
+        assert "submit' asks the rest again" in status.format()
+        summary = batch.ingest(out)
+        assert summary.counts == {"ok": 4, "failed": 2}
+        assert summary.reasons and "batch_expired" in next(iter(summary.reasons))
+        server.batch_expire_after = None
+        again = batch.submit(questions, out, "test-model", base_url=server.base_url)
+        assert again.counts == {"requests": 2}
+        assert sorted(r["custom_id"] for r in read_lines(batch.requests_path(out))) == ["4", "5"]
+        batch.poll(out, wait=True, interval=0.01)
+        batch.ingest(out)
+    lines = read_lines(out)
+    assert sorted(r["id"] for r in lines if r["status"] == "ok") == [str(i) for i in range(6)]
+
+
+def test_batch_ingest_shows_progress_on_a_terminal_unless_turned_off(tmp_path, key, monkeypatch):
+    questions = write_questions(tmp_path / "q.jsonl", 3)
+    out = tmp_path / "o.jsonl"
+    with ChatServer(batch_polls=1) as server:
+        batch.submit(questions, out, "test-model", base_url=server.base_url)
+        batch.poll(out, wait=True, interval=0.01)
+    terminal = type("Terminal", (io.StringIO,), {"isatty": lambda self: True})()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    batch.ingest(out, progress=False)
+    assert terminal.getvalue() == ""
+    out.unlink()
+    batch.ingest(out, progress=True)
+    assert "ingest" in terminal.getvalue() and "ok=3" in terminal.getvalue()

@@ -5,8 +5,10 @@ Three steps, each resumable after days, with the state kept next to the output f
 * ``submit``: write ``OUT.jsonl.batch-requests.jsonl`` (one chat-completions request per question
   still to do, ``custom_id`` = question id), upload it and create the batch; the batch id and the
   run's settings go to ``OUT.jsonl.batch.json``.
-* ``poll``: check the batch (optionally until it ends) and, once completed, download the results
-  to ``OUT.jsonl.batch-results.jsonl`` (errors appended with their status).
+* ``poll``: check the batch (optionally until it ends) and, once it has ended, download the results
+  to ``OUT.jsonl.batch-results.jsonl`` (errors appended with their status). An expired or cancelled
+  batch keeps the answers it got (paid for): they are downloaded too, and the requests it did not
+  get to are written as ``failed``, so the next ``submit`` asks only those.
 * ``ingest``: check each answer with the quality check and write the records into ``OUT.jsonl``
   exactly like ``generate`` (done ids kept, failed ones replaced). A batch cannot re-ask, so an
   answer failing the check is kept as ``rejected``; a later ``cbt-llm generate`` with the same
@@ -39,11 +41,12 @@ from cbt_llm.generation.generate import (
     select_questions,
 )
 from cbt_llm.generation.quality import check_answer
-from cbt_llm.generation.runner import resume
+from cbt_llm.generation.runner import Progress, resume
 from cbt_llm.generation.store import JsonlStore
 
 MAX_BATCH_REQUESTS = 50_000
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+WITH_RESULTS = ("completed", "expired", "cancelled")  # ended states whose output file holds answers
 
 
 def state_path(output: str | Path) -> Path:
@@ -150,7 +153,7 @@ def poll(output: str | Path, *, wait: bool = False, interval: float = 30.0, api_
         if batch.status in TERMINAL or not wait or (timeout and time.monotonic() - started > timeout):
             break
         time.sleep(interval)
-    if batch.status != "completed":
+    if batch.status not in WITH_RESULTS or not (batch.output_file_id or batch.error_file_id):
         return BatchStatus(batch.id, batch.status, counts)
     lines = []
     for file_id in (batch.output_file_id, batch.error_file_id):
@@ -164,7 +167,9 @@ def poll(output: str | Path, *, wait: bool = False, interval: float = 30.0, api_
     os.replace(tmp, path)
     state["results"] = str(path)
     _save_state(output, state)
-    return BatchStatus(batch.id, batch.status, counts, path)
+    note = "" if batch.status == "completed" else ("the answers it got are in the results; after ingest, "
+                                                  "'cbt-llm batch submit' asks the rest again")
+    return BatchStatus(batch.id, batch.status, counts, path, note)
 
 
 def ingest(output: str | Path, *, progress: bool = False) -> GenerateSummary:
@@ -188,6 +193,7 @@ def ingest(output: str | Path, *, progress: bool = False) -> GenerateSummary:
     summary = GenerateSummary(Path(output))
     store, todo = resume(output, list(results), lambda custom_id: custom_id, summary, done_statuses=("ok", "rejected"))
     started = time.monotonic()
+    bar = Progress(len(todo), progress, "ingest")
     with store:
         for custom_id in todo:
             item, q = results[custom_id], questions.get(custom_id)
@@ -200,7 +206,8 @@ def ingest(output: str | Path, *, progress: bool = False) -> GenerateSummary:
             if code != 200 or item.get("error"):
                 error = item.get("error") or body.get("error") or {}
                 message = error.get("message", "") if isinstance(error, dict) else str(error)
-                record = make_record(q, "failed", f"batch: HTTP {code}: {message}".strip(),
+                what = f"HTTP {code}" if code else (error.get("code") if isinstance(error, dict) else None) or "error"
+                record = make_record(q, "failed", f"batch: {what}: {message}".strip(),
                                      source=record_source(state["model"], template, None, None, 1))
             else:
                 content, finish = answer_of(body)
@@ -219,6 +226,8 @@ def ingest(output: str | Path, *, progress: bool = False) -> GenerateSummary:
             summary.counts[record["status"]] += 1
             if record["status"] != "ok":
                 summary.reasons[reason_key(record["reason"])] += 1
+            bar.update(summary.counts)
+    bar.close()
     summary.seconds = time.monotonic() - started
     state["status"] = "ingested"
     _save_state(output, state)
@@ -233,6 +242,6 @@ def run_batch(input: str | Path, output: str | Path, model: str, *, poll_interva
     if status.status == "nothing to do":
         raise CbtLlmError(status.note)
     status = poll(output, wait=True, interval=poll_interval, api_key_env=options.get("api_key_env"))
-    if status.status != "completed":
+    if status.results is None:
         raise CbtLlmError(f"batch {status.batch_id} ended {status.status}; nothing to ingest")
     return ingest(output)
