@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,25 +29,36 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def transformers_serve(model: str | Path, timeout: float = 180.0) -> Iterator[str]:
+def transformers_serve(model: str | Path, timeout: float = 180.0, log: str | Path | None = None) -> Iterator[str]:
     """Run ``transformers serve MODEL`` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT/v1``).
 
+    The server's output goes to ``log`` (default: a temporary file, removed when the server stops
+    cleanly), never to an unread pipe that would block a chatty server; errors name the file.
     The server is stopped (its whole process group) when the block ends, also on errors.
     """
     port = free_port()
     command = [str(Path(sys.executable).parent / "transformers"), "serve", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    log_path = Path(log) if log else Path(tempfile.gettempdir()) / f"cbt-llm-transformers-serve-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     base_url = f"http://127.0.0.1:{port}/v1"
+    keep_log = log is not None
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not _ready(base_url):
             if server.poll() is not None:
-                raise CbtLlmError(f"transformers serve exited: {server.stderr.read().decode()[-1500:]}")
+                raise CbtLlmError(f"transformers serve exited with code {server.returncode} (log: {log_path}): "
+                                  f"{_tail(log_path)}")
             if time.monotonic() > deadline:
-                raise CbtLlmError(f"transformers serve did not answer on {base_url} within {timeout:.0f} s")
+                raise CbtLlmError(f"transformers serve did not answer on {base_url} within {timeout:.0f} s "
+                                  f"(log: {log_path}): {_tail(log_path)}")
             time.sleep(0.5)
         yield base_url
+    except BaseException:
+        keep_log = True  # the error names the log: keep it for reading
+        raise
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -55,7 +67,16 @@ def transformers_serve(model: str | Path, timeout: float = 180.0) -> Iterator[st
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        server.stderr.close()
+        if not keep_log:
+            log_path.unlink(missing_ok=True)
+
+
+def _tail(path: Path, lines: int = 5, size: int = 4000) -> str:
+    """The log's last lines (each cut to 300 characters), for an error message."""
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - size, 0))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(line[:300] for line in text.strip().splitlines()[-lines:])
 
 
 def _ready(base_url: str) -> bool:
