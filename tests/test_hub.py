@@ -442,3 +442,12 @@ def test_the_token_is_in_no_file_or_output(hub, work, pushed_dataset):
                 checked += 1
     assert checked > 20
     assert OUTPUTS and not any(TOKEN in text for text in OUTPUTS + hub.requests)
+
+
+def test_predict_stops_on_a_rejected_token_and_uses_defaults_only_without_a_recipe(hub, work):
+    hub.store.create_repo("model", "alice/no-recipe", True, "alice")  # private
+    code = ("import json; from cbt_llm.evaluation.predict import read_recipe; "
+            "print(json.dumps(read_recipe('alice/no-recipe')))")
+    assert run(hub, work, [sys.executable, "-c", code]).stdout.strip() == "{}"
+    rejected = run(hub, work, [sys.executable, "-c", code], token="hf_notAValidTokenForThisHub", check=False)
+    assert rejected.returncode != 0 and "the Hub rejected the token (401)" in rejected.stderr, rejected.stderr[-2000:]

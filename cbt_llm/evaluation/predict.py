@@ -72,7 +72,8 @@ def load_split(dataset: str = "cbt_qa", split: str = "test", data_files: list[st
 
 
 def read_recipe(adapter: str | None) -> dict:
-    """The adapter's ``training_recipe.yaml`` (local folder, or a Hub repo when reachable); {} when none."""
+    """The adapter's ``training_recipe.yaml`` (local folder, or a Hub repo); {} when it has none or the
+    Hub cannot be reached (flags and defaults apply). A rejected token or a missing repo is an error."""
     if not adapter:
         return {}
     import yaml
@@ -81,12 +82,16 @@ def read_recipe(adapter: str | None) -> dict:
     if not path.is_file():
         if Path(adapter).expanduser().exists():
             return {}
-        try:
-            from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
 
-            path = Path(hf_hub_download(adapter, RECIPE_FILE))
-        except Exception:  # noqa: BLE001 - offline, private or no recipe: flags and defaults apply
-            return {}
+        from cbt_llm.hub.client import hub_errors
+
+        with hub_errors("read the training recipe of", adapter, "model"):
+            try:
+                path = Path(hf_hub_download(adapter, RECIPE_FILE))
+            except (EntryNotFoundError, OfflineModeIsEnabled):  # no recipe, or offline and not cached
+                return {}
     recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return recipe if isinstance(recipe, dict) else {}
 
