@@ -73,7 +73,7 @@ class Report:
         for name, count in self.dropped.items():
             lines.append(f"  {name}: {count} answers left out (their ids are not shared by every file)")
         for key, reason in skipped_metrics(self).items():
-            lines.append(f"  {METRIC_INFO[key][0] if key in METRIC_INFO else key} not computed: {reason}")
+            lines.append(f"  {_label(key)} not computed: {reason}")
         if self.card:
             lines.append(f"model card updated: {self.card}")
         return "\n".join(lines)
@@ -93,6 +93,10 @@ def reproducibility(metric_settings: dict[str, dict]) -> dict[str, dict]:
     keep = {"bleu": ("signature",), "chrf": ("signature",), "bertscore_f1": ("model", "num_layers", "hash")}
     return {key: {k: metric_settings[key][k] for k in fields if k in metric_settings[key]}
             for key, fields in keep.items() if key in metric_settings}
+
+
+def _label(key: str) -> str:
+    return METRIC_INFO[key][0] if key in METRIC_INFO else key
 
 
 def _describe(args: dict) -> str:
@@ -159,7 +163,7 @@ def render_markdown(report: Report) -> str:
         if empty:
             lines.append(f"- {system.name}: {empty} empty answers, scored 0 by BERTScore.")
     for key, reason in skipped_metrics(report).items():
-        lines.append(f"- **{METRIC_INFO[key][0] if key in METRIC_INFO else key}**: not computed ({reason}).")
+        lines.append(f"- **{_label(key)}**: not computed ({reason}).")
     lines.append("- **" + " / ".join(STEP_SHORT.values()) + "**: share of answers in which the five-step detector "
                  "(cbt_llm.generation.quality) finds " + ", ".join(f"{s.name_en.lower()} ({s.name_zh})" for s in CBT_STEPS) + ".")
     lines.append("- The `reference` row scores the reference answers themselves (reference-free columns only).")
