@@ -1,6 +1,7 @@
 """The metric classes: scale, tokenisation and the acceptance anchors (identical and unrelated text)."""
 
 import random
+import sys
 
 import evaluate
 import pytest
@@ -120,3 +121,9 @@ def test_bertscore_with_a_local_tiny_bert(tiny_bert):
 def test_bertscore_model_that_cannot_load_fails_clearly(tmp_path):
     with pytest.raises(CbtLlmError, match="--bertscore-model"):
         BertScore(str(tmp_path / "missing-model")).compute(predictions=["你好"], references=["你好"])
+
+
+def test_bertscore_without_bert_score_names_the_eval_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bert_score", None)  # as on a plain install without the eval extra
+    with pytest.raises(CbtLlmError, match=r"cbt-llm\[eval\].*--no-bertscore"):
+        BertScore(str(tmp_path / "any-model")).compute(predictions=["你好"], references=["你好"])

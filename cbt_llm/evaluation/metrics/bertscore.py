@@ -25,8 +25,12 @@ def load_scorer(model: str = DEFAULT_BERTSCORE_MODEL, num_layers: int | None = N
     with _LOCK:
         if key in _SCORERS:
             return _SCORERS[key]
-        from bert_score import BERTScorer
-        from bert_score.utils import model2layers
+        try:
+            from bert_score import BERTScorer
+            from bert_score.utils import model2layers
+        except ImportError:
+            raise CbtLlmError("BERTScore needs the bert-score package: pip install 'cbt-llm[eval]', or leave "
+                              "BERTScore out (--no-bertscore)") from None
 
         try:
             if num_layers is None and model not in model2layers:
