@@ -135,7 +135,7 @@ def run_checks() -> None:
         raise SystemExit("the bundled safety lexicon does not tell a crisis message from an ordinary one")
     _check("safety lexicon", "a crisis message flagged, an ordinary one not")
 
-    from cbt_llm.train import parse_args
+    from cbt_llm.training.train import parse_args
 
     script_args, training_args, model_args = parse_args(["--config", "tiny-cpu", "--output_dir", "tiny-out"])
     if model_args.model_name_or_path != "cbt-llm/tiny-random-llama" or not model_args.use_peft:
