@@ -5,9 +5,9 @@
 (``--force-reinstall --no-deps``: the same dependencies) and checked again. The checks run with ``python -I``
 from an empty folder, so nothing of the checkout is importable. The wheel's file list is checked as well.
 
-``make floors`` adds ``--floors --pytest TESTS``: every ``>=`` floor of setup.cfg's install_requires is pinned
-(torch excepted: the one CPU build at hand), the wheel is installed with its test extra, checked, and the
-given tests run against that installation.
+``make floors`` adds ``--floors --pytest ARGS``: every ``>=`` floor of setup.cfg's install_requires is pinned
+(torch excepted: the one CPU build at hand), the wheel is installed with its test extra, checked, and pytest
+runs with ARGS against that installation.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def main() -> None:
                         help=f"index to take torch from (default: {CPU_TORCH_INDEX})")
     parser.add_argument("--floors", action="store_true", help="pin the install requirements to their floors and "
                         "install the test extra (one wheel only)")
-    parser.add_argument("--pytest", nargs="+", default=[], metavar="ARG", help="then run pytest with these arguments "
-                        "from the checkout, against the installation")
+    parser.add_argument("--pytest", nargs=argparse.REMAINDER, default=[], metavar="ARG", help="then run pytest with "
+                        "the arguments after this flag, from the checkout, against the installation (put it last)")
     parser.add_argument("--check", action="store_true", help=argparse.SUPPRESS)  # inside the venv
     args = parser.parse_args()
     if args.check:
