@@ -35,6 +35,7 @@ REQUIRED_FILES = (
     "data/crisis_resources.json",
     "data/sample/cbt_qa_sample.jsonl",
     "data/sample/questions.jsonl",
+    "safety/classifier.json",
 )
 NOT_A_SUBSTITUTE = "Not a substitute for professional help"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -115,7 +116,7 @@ def run_checks() -> None:
     questions = root / "data" / "sample" / "questions.jsonl"
     _check("cbt-llm validate", _run([str(bin_dir / "cbt-llm"), "validate", str(questions)]).strip())
 
-    _run([str(bin_dir / "cbt-llm"), "build", "--output", "built"])
+    _run([str(bin_dir / "cbt-llm"), "build", "--output_dir", "built"])
     card = Path("built/README.md").read_text(encoding="utf-8")
     if not card.startswith("---\n") or NOT_A_SUBSTITUTE not in card or "{{" in card:
         raise SystemExit(f"the dataset card did not render:\n{card[:800]}")
