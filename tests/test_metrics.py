@@ -1,6 +1,7 @@
 """The metric classes: scale, tokenisation and the acceptance anchors (identical and unrelated text)."""
 
 import random
+import sys
 
 import evaluate
 import pytest
@@ -147,3 +148,9 @@ def test_bertscore_layer_is_bert_scores_for_a_local_copy_of_a_known_model(tmp_pa
     other = tmp_path / "other-bert"
     BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12).save_pretrained(other)
     assert bertscore_layer(str(other)) == 12
+
+
+def test_bertscore_without_bert_score_names_the_eval_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bert_score", None)  # as on a plain install without the eval extra
+    with pytest.raises(CbtLlmError, match=r"cbt-llm\[eval\].*--no_bertscore"):
+        BertScore(str(tmp_path / "any-model")).compute(predictions=["你好"], references=["你好"])

@@ -29,6 +29,12 @@ def test_wheel_ships_templates_sample_and_entry_point(wheel):
     for needed in ("cbt_llm/dataset_cards/cbt_qa.md", "cbt_llm/data/sample/cbt_qa_sample.jsonl",
                    "cbt_llm/data/crisis_resources.json"):
         assert needed in names
+    # every module and data file of the package, in any subpackage, and the top-level card templates
+    source = {str(p.relative_to(ROOT)) for p in (ROOT / "cbt_llm").rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    source |= {f"cbt_llm/{p.relative_to(ROOT)}" for folder in ("dataset_cards", "model_cards")
+               for p in (ROOT / folder).glob("*.md")}
+    assert source - set(names) == set()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "cbt-llm = cbt_llm.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     assert not any(n.startswith(("tests/", "dataset_cards/")) for n in names)

@@ -59,7 +59,11 @@ def load_scorer(model: str = DEFAULT_BERTSCORE_MODEL, num_layers: int | None = N
     with _LOCK:
         if key in _SCORERS:
             return _SCORERS[key]
-        from bert_score import BERTScorer
+        try:
+            from bert_score import BERTScorer
+        except ImportError:
+            raise CbtLlmError("BERTScore needs the bert-score package: pip install 'cbt-llm[eval]', or leave "
+                              "BERTScore out (--no_bertscore)") from None
 
         layer = bertscore_layer(model, num_layers)
         try:
