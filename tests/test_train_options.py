@@ -67,6 +67,11 @@ def test_a_misconfigured_option_is_named_with_what_it_lacks(flags, message):
     assert message in str(err.value)
 
 
+def test_the_old_group_by_length_name_points_to_its_new_one():
+    with pytest.raises(CbtLlmError, match=r"group_by_length is now train_sampling_strategy: group_by_length"):
+        parse_args(["--config", "tiny-cpu", "--group_by_length", "true"])
+
+
 def test_liger_fused_cross_entropy_in_a_recipe_is_refused(tmp_path):
     # liger_kernel_config is a mapping, so it comes from a YAML recipe rather than a flag.
     recipe = tmp_path / "liger.yaml"

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 LOSS_CURVE = "loss_curve.png"
 RESOLVED_RECIPE = "training_recipe.yaml"
+# Options that older transformers/TRL recipes name differently, for the error that names an unknown one.
+RENAMED_OPTIONS = {"group_by_length": "train_sampling_strategy: group_by_length"}
 
 
 @dataclass
@@ -87,7 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, S
     try:
         return make_parser().parse_args_and_config(args)
     except ValueError as err:  # SFTConfig's own checks, e.g. bf16 asked for on a machine without a GPU
-        raise CbtLlmError(f"the recipe's settings were rejected: {err}") from None
+        renamed = [f"{old} is now {new}" for old, new in RENAMED_OPTIONS.items() if f"'--{old}'" in str(err)]
+        raise CbtLlmError(f"the recipe's settings were rejected: {err}" + "".join(f" ({r})" for r in renamed)) from None
 
 
 def load_sft_dataset(script_args: CbtScriptArguments):
