@@ -119,8 +119,10 @@ def flops_per_token(model, seq_len: float) -> float:
     return 4 * frozen + 6 * trained + 12 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
-def measure(make_trainer: Callable, base: dict, overrides: dict, cuda: bool) -> dict:
-    """Train one configuration; its steady tokens/s, peak memory and trainer (the checks' error propagates)."""
+def measure(make_trainer: Callable, base: dict, overrides: dict, cuda: bool, seq_len: float) -> dict:
+    """Train one configuration: its steady tokens/s, peak memory and model FLOPs per token (a check's error propagates)."""
+    import gc
+
     from cbt_llm.training.options import check_speed_options
 
     training_args, model_args = recipe(base, overrides)
@@ -131,7 +133,11 @@ def measure(make_trainer: Callable, base: dict, overrides: dict, cuda: bool) -> 
     reset_peak_memory(cuda)
     trainer.train()
     (start, seen), (end, total) = clock.marks[WARMUP_STEPS - 1], clock.marks[-1]
-    return {"tokens_per_s": (total - seen) / (end - start), "peak_gib": peak_memory_gib(cuda), "trainer": trainer}
+    row = {"tokens_per_s": (total - seen) / (end - start), "peak_gib": peak_memory_gib(cuda),
+           "per_token": flops_per_token(trainer.model, seq_len)}
+    del trainer  # a 7B model per row would not fit next to the next one
+    gc.collect()
+    return row
 
 
 def matmul_tflops(device: str, dtype_name: str, size: int, repeats: int) -> float:
@@ -175,14 +181,15 @@ def table(title: str, make_trainer: Callable, base: dict, only: set[str] | None,
             skipped.append(f"skipped: {name}: {GPU_ONLY[name]}")
             continue
         try:
-            results[name] = measure(make_trainer, base, OPTIONS[name][1], cuda)
+            results[name] = measure(make_trainer, base, OPTIONS[name][1], cuda, seq_len)
         except CbtLlmError as err:
             skipped.append(f"skipped: {name}: {err}")
     best = combined(results)
     if len(best) > 1:
         name = "combined: " + " + ".join(best)
-        results[name] = measure(make_trainer, base, {k: v for fields in best.values() for k, v in fields.items()}, cuda)
-    per_token = flops_per_token(results[names[0]]["trainer"].model, seq_len)
+        results[name] = measure(make_trainer, base, {k: v for fields in best.values() for k, v in fields.items()}, cuda,
+                                seq_len)
+    per_token = results[names[0]]["per_token"]
     baseline = results[names[0]]["tokens_per_s"]
     print(f"\n{title}; model FLOPs {per_token / 1e9:.3g} G per token; limit: measured matmul {limit:.3g} TFLOP/s")
     header = f"{'run':<44}{'tokens/s':>10}{'vs base':>9}{'peak GiB':>10}{'TFLOP/s':>9}{'MFU (limit)':>13}"

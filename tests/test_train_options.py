@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.training.launch import ACCELERATE_CONFIGS, accelerate_config_path, launch_command
+from cbt_llm.training.launch import ACCELERATE_CONFIGS, accelerate_config_path, check_launch, launch_command
 from cbt_llm.training.options import check_attention, check_speed_options
 from cbt_llm.training.train import parse_args, recipe_path, without_flag
 
@@ -134,6 +134,18 @@ def test_launch_command_on_cpu_is_torchrun_with_gloo():
     assert launch_command(["--ddp_backend", "mpi"], 2, "ddp", gpu=False).count("--ddp_backend") == 1
     with pytest.raises(CbtLlmError, match="accelerate_config fsdp needs CUDA GPUs"):
         launch_command([], 2, "fsdp", gpu=False)
+
+
+def test_a_launch_needs_as_many_gpus_as_processes():
+    import torch
+
+    with pytest.raises(CbtLlmError, match="num_processes must be 1 or more, not 0"):
+        check_launch(0, "ddp", gpu=False)
+    check_launch(2, "ddp", gpu=False)  # CPU workers need no GPU
+    too_many = torch.cuda.device_count() + 1
+    with pytest.raises(CbtLlmError, match=f"num_processes {too_many} needs as many CUDA GPUs; this machine has "
+                                          f"{too_many - 1}"):
+        check_launch(too_many, "ddp", gpu=True)
 
 
 def test_shipped_accelerate_configs_load_and_unknown_ones_are_listed(tmp_path):

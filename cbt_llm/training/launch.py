@@ -7,7 +7,6 @@ shards the data across processes (``accelerate launch --cpu`` started processes 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import sys
@@ -16,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
+from cbt_llm.training.options import require
 
 TRAIN_MODULE = "cbt_llm.training.train"
 ACCELERATE_CONFIGS = ("ddp", "fsdp", "zero3")
@@ -58,7 +58,7 @@ def check_launch(num_processes: int, accelerate_config: str, gpu: bool) -> None:
     """Enough GPUs for the processes, and the packages the config needs, before anything starts."""
     if num_processes < 1:
         raise CbtLlmError(f"num_processes must be 1 or more, not {num_processes}")
-    if not gpu or num_processes == 1:
+    if not gpu:
         return
     import torch
 
@@ -66,8 +66,7 @@ def check_launch(num_processes: int, accelerate_config: str, gpu: bool) -> None:
         raise CbtLlmError(f"num_processes {num_processes} needs as many CUDA GPUs; this machine has "
                           f"{torch.cuda.device_count()}")
     module, install = CONFIG_NEEDS.get(accelerate_config, (None, ""))
-    if module is not None and importlib.util.find_spec(module) is None:
-        raise CbtLlmError(f"accelerate_config {accelerate_config} needs the {module} package: {install}")
+    require(f"accelerate_config {accelerate_config}", module=module, install=install)
 
 
 def relaunch(argv: Sequence[str], num_processes: int, accelerate_config: str, gpu: bool, dry_run: bool) -> int:

@@ -36,12 +36,12 @@ def use_gpu(training_args: SFTConfig) -> bool:
 
 
 def require(option: str, *, gpu: bool = False, on_gpu: bool = True, module: str | None = None,
-            install: str = "", hint: str = "") -> None:
+            install: str = "", cpu_hint: str = "") -> None:
     """Raise the one-line error for ``option`` when it needs a GPU this run lacks or a module that is not installed."""
     if gpu and not on_gpu:
-        raise CbtLlmError(f"{option} needs a CUDA GPU; none is available here (or use_cpu is set).{hint}")
+        raise CbtLlmError(f"{option} needs a CUDA GPU; none is available here (or use_cpu is set).{cpu_hint}")
     if module is not None and importlib.util.find_spec(module) is None:
-        raise CbtLlmError(f"{option} needs the {module} module, which is not installed: {install}.{hint}")
+        raise CbtLlmError(f"{option} needs the {module} module, which is not installed: {install}")
 
 
 def check_speed_options(training_args: SFTConfig, model_args: ModelConfig) -> None:
@@ -60,7 +60,7 @@ def check_quantization(model_args: ModelConfig, on_gpu: bool) -> None:
     if model_args.load_in_4bit or model_args.load_in_8bit:
         require("QLoRA (load_in_4bit/load_in_8bit)", gpu=True, on_gpu=on_gpu, module="bitsandbytes",
                 install="pip install bitsandbytes",
-                hint=" Use a LoRA recipe such as qwen2.5-7b-instruct-lora or tiny-cpu instead.")
+                cpu_hint=" Use a LoRA recipe such as qwen2.5-7b-instruct-lora or tiny-cpu instead.")
 
 
 def is_flash(attn_implementation: str | None) -> bool:
@@ -123,7 +123,7 @@ def check_checkpointing(training_args: SFTConfig, on_gpu: bool) -> None:
         raise CbtLlmError(f"activation_checkpointing_kwargs: every_n_layers must be a whole number >= 1, not {every!r}")
     if training_args.activation_offloading:
         require("activation_offloading", gpu=True, on_gpu=on_gpu,
-                hint=" On a CPU the activations are in host memory already.")
+                cpu_hint=" On a CPU the activations are in host memory already.")
 
 
 def check_compile(training_args: SFTConfig, on_gpu: bool) -> None:
