@@ -166,6 +166,7 @@ def test_dry_run_flag_is_dropped_from_the_printed_command():
         "--config", "x", "--max_steps", "2"]
     assert without_flag(["--dry_run", "true", "--config", "x"], "--dry_run") == ["--config", "x"]
     assert without_flag(["--config", "x"], "--dry_run") == ["--config", "x"]
+    assert without_flag(["--dry-run", "--config", "x"], "--dry_run") == ["--config", "x"]
 
 
 @pytest.mark.slow

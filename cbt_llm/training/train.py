@@ -237,10 +237,11 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> None:
 
 
 def without_flag(args: list[str], flag: str) -> list[str]:
-    """``args`` without a boolean ``flag`` (bare, or followed by its true/false value)."""
-    if flag not in args:
+    """``args`` without a boolean ``flag`` (either spelling, bare or followed by its true/false value)."""
+    spellings = [a for a in args if a in (flag, flag.replace("_", "-"))]
+    if not spellings:
         return args
-    index = args.index(flag)
+    index = args.index(spellings[0])
     has_value = index + 1 < len(args) and args[index + 1].lower() in ("true", "false", "yes", "no", "1", "0")
     return args[:index] + args[index + 1 + has_value:]
 
