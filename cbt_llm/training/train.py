@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 LOSS_CURVE = "loss_curve.png"
 RESOLVED_RECIPE = "training_recipe.yaml"
+# Options that older transformers/TRL recipes name differently, for the error that names an unknown one.
+RENAMED_OPTIONS = {"group_by_length": "train_sampling_strategy: group_by_length"}
 
 
 @dataclass
@@ -42,6 +44,11 @@ class CbtScriptArguments:
                                        "model card (default: dataset_name)."})
     model_license: str = field(default="apache-2.0", metadata={"help": "License of the adapter, usually the "
                                "base model's (model card)."})
+    num_processes: int = field(default=1, metadata={"help": "Training processes: above 1, `cbt-llm train` relaunches "
+                               "itself under `accelerate launch` (one per GPU) or, on a CPU, torchrun with gloo."})
+    accelerate_config: str = field(default="ddp", metadata={"help": "Multi-GPU set-up for --num_processes: ddp, fsdp, "
+                                   "zero3 (shipped in cbt_llm/recipes/accelerate) or an accelerate config file."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the command that would train and exit."})
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -82,7 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, S
     try:
         return make_parser().parse_args_and_config(args)
     except ValueError as err:  # SFTConfig's own checks, e.g. bf16 asked for on a machine without a GPU
-        raise CbtLlmError(f"the recipe's settings were rejected: {err}") from None
+        renamed = [f"{old} is now {new}" for old, new in RENAMED_OPTIONS.items() if f"'--{old}'" in str(err)]
+        raise CbtLlmError(f"the recipe's settings were rejected: {err}" + "".join(f" ({r})" for r in renamed)) from None
 
 
 def load_sft_dataset(script_args: CbtScriptArguments):
@@ -106,28 +114,15 @@ def load_sft_dataset(script_args: CbtScriptArguments):
     return dataset.map(with_system_line, desc="system line")
 
 
-def _check_quantization(model_args: ModelConfig) -> None:
-    if not (model_args.load_in_4bit or model_args.load_in_8bit):
-        return
-    import importlib.util
-
-    import torch
-
-    if not torch.cuda.is_available():
-        raise CbtLlmError("QLoRA (load_in_4bit/load_in_8bit) needs a CUDA GPU; none is available here. "
-                          "Use a LoRA recipe such as qwen2.5-7b-instruct-lora or tiny-cpu instead.")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise CbtLlmError("QLoRA needs bitsandbytes: pip install bitsandbytes")
-
-
 def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
     """The SFTTrainer for a recipe: model, tokenizer, LoRA config and data, ready to train."""
     from transformers import AutoTokenizer
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
     from cbt_llm.models.tiny import resolve_model_name
+    from cbt_llm.training.options import check_speed_options
 
-    _check_quantization(model_args)
+    check_speed_options(training_args, model_args)
     model_path = resolve_model_name(model_args.model_name_or_path)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -241,12 +236,31 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def without_flag(args: list[str], flag: str) -> list[str]:
+    """``args`` without a boolean ``flag`` (either spelling, bare or followed by its true/false value)."""
+    spellings = [a for a in args if a in (flag, flag.replace("_", "-"))]
+    if not spellings:
+        return args
+    index = args.index(spellings[0])
+    has_value = index + 1 < len(args) and args[index + 1].lower() in ("true", "false", "yes", "no", "1", "0")
+    return args[:index] + args[index + 1 + has_value:]
+
+
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m cbt_llm.training.train`` and ``accelerate launch -m cbt_llm.training.train``."""
     import sys
 
+    from cbt_llm.training.launch import launched, relaunch
+    from cbt_llm.training.options import check_speed_options, use_gpu
+
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        output_dir = main(*parse_args(argv))
+        script_args, training_args, model_args = parse_args(args)
+        if script_args.dry_run or (script_args.num_processes > 1 and not launched()):
+            check_speed_options(training_args, model_args)
+            return relaunch(without_flag(args, "--dry_run"), script_args.num_processes, script_args.accelerate_config,
+                            use_gpu(training_args), script_args.dry_run)
+        output_dir = main(script_args, training_args, model_args)
     except CbtLlmError as err:
         print(f"cbt-llm train: error: {err}", file=sys.stderr)
         return 1

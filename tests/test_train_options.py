@@ -1,0 +1,206 @@
+"""The training speed options (checked against this machine before a model loads) and `--num_processes N`."""
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.training.launch import ACCELERATE_CONFIGS, accelerate_config_path, check_launch, launch_command
+from cbt_llm.training.options import check_attention, check_speed_options
+from cbt_llm.training.train import parse_args, recipe_path, without_flag
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+NO_GPU = pytest.mark.skipif(_has_gpu(), reason="checks the error a machine without a CUDA GPU gives")
+
+
+def check(*flags: str) -> None:
+    """Parse the tiny-cpu recipe with ``flags`` and run the checks `cbt-llm train` runs before loading the model."""
+    _, training_args, model_args = parse_args(["--config", "tiny-cpu", *flags])
+    check_speed_options(training_args, model_args)
+
+
+def test_every_option_parses_from_flags_onto_the_recipe():
+    script, training, model = parse_args([
+        "--config", "tiny-cpu", "--use_liger_kernel", "true", "--padding_free", "true", "--packing", "true",
+        "--attn_implementation", "flash_attention_2", "--activation_checkpointing", "true",
+        "--activation_checkpointing_kwargs", '{"every_n_layers": 2, "offload": true}', "--activation_offloading",
+        "true", "--torch_compile", "true", "--train_sampling_strategy", "group_by_length", "--num_processes", "2",
+        "--accelerate_config", "fsdp", "--dry_run"])
+    assert training.use_liger_kernel and training.padding_free and training.packing and training.torch_compile
+    assert training.activation_checkpointing and training.activation_offloading
+    assert training.activation_checkpointing_kwargs == {"every_n_layers": 2, "offload": True}
+    assert training.train_sampling_strategy == "group_by_length" and model.attn_implementation == "flash_attention_2"
+    assert (script.num_processes, script.accelerate_config, script.dry_run) == (2, "fsdp", True)
+
+
+def test_the_shipped_recipes_pass_the_checks_that_apply_here():
+    check()  # tiny-cpu as shipped
+    check("--packing", "true", "--train_sampling_strategy", "group_by_length")
+    check("--activation_checkpointing", "true", "--activation_checkpointing_kwargs",
+          '{"every_n_layers": 2, "offload": true, "use_reentrant": false}')
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--padding_free", "true"], "padding_free: true needs a varlen attention implementation (attn_implementation: "
+                                 "flash_attention_2"),
+    (["--padding_free", "true", "--attn_implementation", "sdpa"], "not sdpa: there the whole flattened batch"),
+    (["--activation_checkpointing", "false", "--activation_checkpointing_kwargs", '{"every_n_layers": 2}'],
+     "activation_checkpointing_kwargs has no effect without activation_checkpointing: true"),
+    (["--activation_checkpointing", "true", "--activation_checkpointing_kwargs", '{"every_n_layer": 2}'],
+     "activation_checkpointing_kwargs: unknown key 'every_n_layer' (known: context_fn, debug"),
+    (["--activation_checkpointing", "true", "--activation_checkpointing_kwargs", '{"every_n_layers": 0}'],
+     "every_n_layers must be a whole number >= 1, not 0"),
+])
+def test_a_misconfigured_option_is_named_with_what_it_lacks(flags, message):
+    with pytest.raises(CbtLlmError) as err:
+        check(*flags)
+    assert message in str(err.value)
+
+
+def test_the_old_group_by_length_name_points_to_its_new_one():
+    with pytest.raises(CbtLlmError, match=r"group_by_length is now train_sampling_strategy: group_by_length"):
+        parse_args(["--config", "tiny-cpu", "--group_by_length", "true"])
+
+
+def test_liger_fused_cross_entropy_in_a_recipe_is_refused(tmp_path):
+    # liger_kernel_config is a mapping, so it comes from a YAML recipe rather than a flag.
+    recipe = tmp_path / "liger.yaml"
+    recipe.write_text(recipe_path("tiny-cpu").read_text(encoding="utf-8") + "use_liger_kernel: true\n"
+                      "liger_kernel_config:\n  fused_linear_cross_entropy: true\n", encoding="utf-8")
+    _, training_args, model_args = parse_args(["--config", str(recipe)])
+    assert training_args.liger_kernel_config == {"fused_linear_cross_entropy": True}
+    with pytest.raises(CbtLlmError, match="liger_kernel_config: fused_linear_cross_entropy is not supported by TRL"):
+        check_speed_options(training_args, model_args)
+
+
+@NO_GPU
+@pytest.mark.parametrize("flags, option", [
+    (["--use_liger_kernel", "true"], "use_liger_kernel"),
+    (["--attn_implementation", "flash_attention_2"], "attn_implementation: flash_attention_2"),
+    (["--attn_implementation", "kernels-community/flash-attn2"], "attn_implementation: kernels-community/flash-attn2"),
+    (["--activation_offloading", "true"], "activation_offloading"),
+])
+def test_a_gpu_only_option_on_this_cpu_machine_says_so(flags, option):
+    with pytest.raises(CbtLlmError, match="needs a CUDA GPU; none is available here") as err:
+        check(*flags)
+    assert str(err.value).startswith(option + " needs")
+
+
+@pytest.mark.parametrize("implementation, module", [("flash_attention_2", "flash_attn"),
+                                                    ("flash_attention_3", "flash_attn_interface"),
+                                                    ("kernels-community/flash-attn2", "kernels")])
+def test_flash_attention_on_a_gpu_names_the_missing_package(implementation, module):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    with pytest.raises(CbtLlmError, match=f"attn_implementation: {implementation} needs the {module} module"):
+        check_attention(implementation, on_gpu=True)
+
+
+@NO_GPU
+def test_torch_compile_on_cpu_needs_a_cpp_compiler(monkeypatch, tmp_path):
+    check("--torch_compile", "true")  # g++ is on this machine's PATH
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(CbtLlmError, match=r"torch_compile \(inductor on CPU\) needs a C\+\+ compiler"):
+        check("--torch_compile", "true")
+    check("--torch_compile", "true", "--torch_compile_backend", "aot_eager")  # no C++ needed
+
+
+def test_launch_command_on_gpus_is_accelerate_launch_with_the_chosen_config():
+    argv = ["--config", "qwen2.5-7b-instruct-lora", "--num_processes", "8"]
+    for name in ACCELERATE_CONFIGS:
+        command = launch_command(argv, 8, name, gpu=True)
+        assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+        config = Path(command[command.index("--config_file") + 1])
+        assert config.name == f"{name}.yaml" and config.is_file()
+        assert command[command.index("--num_processes") + 1] == "8"
+        assert command[-6:] == ["-m", "cbt_llm.training.train", *argv]
+
+
+def test_launch_command_on_cpu_is_torchrun_with_gloo():
+    command = launch_command(["--config", "tiny-cpu"], 2, "ddp", gpu=False)
+    assert command == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                       "cbt_llm.training.train", "--config", "tiny-cpu", "--ddp_backend", "gloo"]
+    assert launch_command(["--ddp_backend", "mpi"], 2, "ddp", gpu=False).count("--ddp_backend") == 1
+    with pytest.raises(CbtLlmError, match="accelerate_config fsdp needs CUDA GPUs"):
+        launch_command([], 2, "fsdp", gpu=False)
+
+
+def test_a_launch_needs_as_many_gpus_as_processes():
+    import torch
+
+    with pytest.raises(CbtLlmError, match="num_processes must be 1 or more, not 0"):
+        check_launch(0, "ddp", gpu=False)
+    check_launch(2, "ddp", gpu=False)  # CPU workers need no GPU
+    too_many = torch.cuda.device_count() + 1
+    with pytest.raises(CbtLlmError, match=f"num_processes {too_many} needs as many CUDA GPUs; this machine has "
+                                          f"{too_many - 1}"):
+        check_launch(too_many, "ddp", gpu=True)
+
+
+def test_shipped_accelerate_configs_load_and_unknown_ones_are_listed(tmp_path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    for name in ACCELERATE_CONFIGS:
+        config = ClusterConfig.from_yaml_file(accelerate_config_path(name))
+        assert config.num_machines == 1 and config.mixed_precision == "bf16"
+    own = tmp_path / "mine.yaml"
+    own.write_text("distributed_type: MULTI_GPU\n")
+    assert accelerate_config_path(str(own)) == own
+    with pytest.raises(CbtLlmError, match=r"accelerate_config 'nope': .* \(ddp, fsdp, zero3\)"):
+        accelerate_config_path("nope")
+
+
+def test_dry_run_flag_is_dropped_from_the_printed_command():
+    assert without_flag(["--config", "x", "--dry_run", "--max_steps", "2"], "--dry_run") == [
+        "--config", "x", "--max_steps", "2"]
+    assert without_flag(["--dry_run", "true", "--config", "x"], "--dry_run") == ["--config", "x"]
+    assert without_flag(["--config", "x"], "--dry_run") == ["--config", "x"]
+    assert without_flag(["--dry-run", "--config", "x"], "--dry_run") == ["--config", "x"]
+
+
+@pytest.mark.slow
+def test_a_rejected_option_fails_before_the_model_loads_without_a_traceback(cli, tmp_path):
+    result = cli("train", "--config", "tiny-cpu", "--output_dir", tmp_path / "out", "--padding_free", "true")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cbt-llm train: error: padding_free: true needs a varlen attention implementation" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_launch_command_and_trains_nothing(cli, tmp_path):
+    result = cli("train", "--config", "tiny-cpu", "--output_dir", tmp_path / "out", "--num_processes", "2",
+                 "--dry_run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = shlex.split(result.stdout.strip().splitlines()[-1])
+    assert command[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    assert "--dry_run" not in command and command[-2:] == ["--ddp_backend", "gloo"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_num_processes_2_trains_two_data_parallel_workers_on_cpu(cli, tmp_path, tiny_model):
+    from datasets import load_dataset
+
+    import cbt_llm  # noqa: F401 - registers cbt_qa
+
+    out = tmp_path / "out"
+    result = cli("train", "--config", "tiny-cpu", "--output_dir", out, "--num_processes", "2", "--max_steps", "2",
+                 "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained adapter:") == 1  # rank 0 reports
+    # Two workers of 4 rows each take 8 rows a step: an epoch is half as many steps as one process takes.
+    rows = len(load_dataset("cbt_qa", "sft", split="train"))
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    first = next(entry for entry in history if "loss" in entry)
+    assert first["step"] == 1 and first["epoch"] == pytest.approx(1 / -(-rows // 8), rel=1e-3)
