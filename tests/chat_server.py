@@ -6,7 +6,8 @@ drop the connection without a reply, and serve at most K requests at once with l
 (capacity K/L answers per second). It counts everything at the server, so throughput is
 measured where the work happens. Answers are valid CBT answers assembled from the bundled
 sample's steps (or English ones), in the free-text or the structured (JSON) shape the prompt
-asks for. It runs in a background thread on 127.0.0.1 and a free port::
+asks for. A ``stream=True`` request gets the answer as server-sent events (chunks of 8 characters).
+It runs in a background thread on 127.0.0.1 and a free port::
 
     with ChatServer(slots=32, latency=0.2) as server:
         server.base_url  # http://127.0.0.1:PORT/v1
@@ -237,7 +238,8 @@ class ChatServer:
                     return
                 status, extra_headers, payload = result
                 data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
-                ctype = "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+                ctype = extra_headers.pop("Content-Type", None) or (
+                    "application/octet-stream" if isinstance(payload, bytes) else "application/json")
                 head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"Content-Type: {ctype}",
                         f"Content-Length: {len(data)}", "Connection: keep-alive"]
                 head += [f"{k}: {v}" for k, v in extra_headers.items()]
@@ -379,6 +381,8 @@ class ChatServer:
         stats.answered += 1
         stats.last_answer = time.monotonic()
         stats.answer_times.append(stats.last_answer)
+        if body.get("stream"):
+            return 200, {"Content-Type": "text/event-stream"}, self._event_stream(body, content)
         return 200, {}, self._completion(body, prompt, content)
 
     def _answer(self, prompt: str, body: dict) -> str:
@@ -387,6 +391,17 @@ class ChatServer:
         if self.answer is default_answer:
             return default_answer(prompt, body, ask)
         return self.answer(prompt, body)
+
+    def _event_stream(self, body: dict, content: str, size: int = 8) -> bytes:
+        """A ``stream=True`` answer: the content in chunks of ``size`` characters as server-sent events."""
+        def event(delta: dict, finish: str | None) -> str:
+            chunk = {"id": f"chatcmpl-{self.stats.answered}", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": body.get("model", "test-model"),
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+        events = [event({"content": content[i:i + size]}, None) for i in range(0, len(content), size)]
+        return ("".join(events) + event({}, "stop") + "data: [DONE]\n\n").encode()
 
     def _completion(self, body: dict, prompt: str, content: str) -> dict:
         prompt_tokens, completion_tokens = approx_tokens(prompt), approx_tokens(content)
