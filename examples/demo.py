@@ -128,6 +128,8 @@ def main() -> None:
     print(f"\nOpen {out / 'report' / 'report.md'} and its PNGs, the dataset card {out / 'cbt_qa' / 'README.md'}, "
           f"the model card {adapter / 'README.md'}, and the Hub upload folders in {out / 'upload'}.")
     print("Chat with the adapter: cbt-llm chat --adapter " + str(adapter))
+    print(f"In the browser (pip install 'cbt-llm[app]'): cbt-llm app --adapter {adapter} --dataset {out / 'cbt_qa'} "
+          f"--report_dir {out / 'report'}")
     sys.stdout.flush()
 
 

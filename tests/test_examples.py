@@ -27,6 +27,8 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
                                                                "upload"]
     out = tmp_path / "out"
     assert "Open out/report/report.md" in stdout
+    assert stdout.splitlines()[-1].endswith("cbt-llm app --adapter out/adapter --dataset out/cbt_qa "
+                                            "--report_dir out/report")
     for path in ("report/report.md", "report/report.json", "cbt_qa/README.md", "adapter/README.md",
                  "upload/dataset/README.md", "upload/adapter/adapter_model.safetensors"):
         assert (out / path).is_file(), path

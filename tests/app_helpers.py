@@ -1,0 +1,31 @@
+"""Helpers for the web-app tests: an evaluation report folder written by the project's own report writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cbt_llm.data.splits import sample_path
+
+
+def make_report(folder: Path) -> Path:
+    """report.md and the two PNGs for the sample's test answers cut to 60 characters, as `cbt-llm evaluate` lays
+    them out (BLEU and chrF from sacrebleu, the CBT-structure columns from the five-step detector)."""
+    import sacrebleu
+
+    from cbt_llm.evaluation.report import Report, SystemResult, plot_metrics, plot_steps, render_markdown
+    from cbt_llm.evaluation.structure import step_coverage
+
+    rows = [json.loads(line) for line in sample_path().read_text(encoding="utf-8").splitlines() if line.strip()][:6]
+    references = [row["response"] for row in rows]
+    predictions = [text[:60] for text in references]
+    metrics = {"bleu": sacrebleu.corpus_bleu(predictions, [references], tokenize="zh").score,
+               "chrf": sacrebleu.corpus_chrf(predictions, [references]).score}
+    system = SystemResult("cut-60", None, len(rows), metrics, step_coverage(predictions))
+    reference = SystemResult("reference", None, len(rows), {}, step_coverage(references))
+    folder.mkdir(parents=True, exist_ok=True)
+    report = Report(folder, [system], reference, len(rows), {}, [])
+    plot_metrics([system], folder / "metrics.png")
+    plot_steps([system], reference, folder / "step_coverage.png")
+    (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    return folder

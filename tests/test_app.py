@@ -1,0 +1,250 @@
+"""The web app without a browser: the explorer's data side, the report, the Space folder, the CLI, and the
+stock ``gradio_client`` against `cbt-llm app` serving a loopback OpenAI-compatible server that counts requests.
+
+(The browser tests are in test_app_browser.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from app_helpers import make_report
+from chat_server import ChatServer
+
+from cbt_llm.app import build_app, export_space
+from cbt_llm.app.chat_tab import GuardedChat
+from cbt_llm.app.explore_tab import answer_segments, filter_records, load_records, read_report, render_record
+from cbt_llm.chat import EndpointBackend, notice
+from cbt_llm.cli import build_parser
+from cbt_llm.crisis import format_crisis_resources
+from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.models.serve import free_port
+
+NORMAL = "我最近总是睡不好，一想到考试就很担心"
+CONCERN = "活着好累，真的撑不下去了"
+CRISIS = "我不想活了，药都准备好了"
+
+
+@pytest.fixture(scope="module")
+def records():
+    return load_records("cbt_qa")  # the bundled sample through datasets.load_dataset
+
+
+# ------------------------------------------------------------------------------------------ explorer
+def test_the_sample_loads_with_every_split(records):
+    assert len(records) == 66 and {r["split"] for r in records} == {"train", "validation", "test"}
+
+
+def test_filters_by_keyword_and_distortion(records):
+    hits = filter_records(records, "考研")
+    assert hits and all("考研" in json.dumps(r, ensure_ascii=False) for r in hits)
+    assert len(hits) < len(records)
+    labelled = filter_records(records, distortion="catastrophizing")
+    assert labelled and all("catastrophizing" in r["distortions"] for r in labelled)
+    assert len(labelled) < len(records)
+    both = filter_records(records, "焦虑", "catastrophizing")
+    assert both == [r for r in labelled if r in filter_records(records, "焦虑")]
+    assert filter_records(records, "ANXIETY-NOT-THERE") == [] and filter_records(records, "") == records
+
+
+def test_answers_are_cut_at_the_records_own_five_steps(records):
+    record = records[0]
+    segments, from_record = answer_segments(record)
+    assert from_record
+    assert "".join(text for text, _ in segments) == record["response"]  # nothing lost, nothing added
+    labelled = [(text, key) for text, key in segments if key]
+    assert [key for _, key in labelled] == list(STEP_KEYS)
+    assert [text for text, _ in labelled] == [record["steps"][key].strip() for key in STEP_KEYS]
+
+
+def test_answers_without_steps_are_labelled_by_the_detector(records):
+    record = {**records[0], "steps": {key: "" for key in STEP_KEYS}}
+    segments, from_record = answer_segments(record)
+    assert not from_record
+    assert "".join(text for text, _ in segments) == record["response"]
+    assert {key for _, key in segments if key} == set(STEP_KEYS)  # the sample answer has all five steps
+    stale = {**records[0], "steps": {**records[0]["steps"], "challenge": "这句话不在回答里。"}}
+    assert answer_segments(stale)[1] is False  # steps that are not in the answer are not trusted
+
+
+def test_a_record_renders_with_step_names_and_distortion_names(records):
+    header, pieces = render_record(records[0], "en")
+    assert records[0]["question"] in header and "Catastrophising" in header
+    assert [label for _, label in pieces if label] == [f"{i} {s.name_en}" for i, s in enumerate(CBT_STEPS, 1)]
+    assert render_record(None, "zh")[0] == "没有符合条件的记录。"
+
+
+def test_an_unknown_dataset_is_one_clear_error(tmp_path):
+    with pytest.raises(CbtLlmError, match="cannot load dataset"):
+        load_records(str(tmp_path / "missing"))
+
+
+def test_the_report_tab_shows_the_table_and_the_plots(tmp_path):
+    folder = make_report(tmp_path / "report")
+    table, images = read_report(folder)
+    assert "| cut-60 | 6 |" in table and "![" not in table  # the plots are shown as images instead
+    assert [p.name for p in images] == ["metrics.png", "step_coverage.png"]
+    with pytest.raises(CbtLlmError, match=r"no report\.md"):
+        read_report(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------- the page
+def test_build_app_lays_out_the_notice_and_the_api(tmp_path):
+    backend = EndpointBackend("test-model", "http://127.0.0.1:9/v1")  # never called: the page is only built
+    app = build_app(backend, report_dir=make_report(tmp_path / "report"), language="en")
+    config = app.config
+    html = [c["props"].get("value") for c in config["components"] if c["props"].get("elem_id") == "cbt-notice-box"]
+    assert html and notice("en") in html[0]
+    apis = {d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public"}
+    assert apis == {"chat", "reset"}
+    explorer_only = build_app(dataset=None)
+    assert explorer_only.cbt_chat is None
+    assert {d["api_name"] for d in explorer_only.config["dependencies"] if d.get("api_visibility") == "public"} \
+        == {"reset"}
+
+
+def test_the_cli_binds_loopback_and_never_shares_by_default():
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.share, args.trace_file, args.dataset) == ("127.0.0.1", False, None, "cbt_qa")
+    args = build_parser().parse_args(["app", "--base-url", "http://x/v1", "--export-space", "out"])
+    assert (args.base_url, args.export_space) == ("http://x/v1", "out")
+
+
+# ------------------------------------------------------------------------------------------- Space
+def test_export_space_writes_a_space_folder(tmp_path, monkeypatch):
+    import gradio
+
+    from cbt_llm import __version__
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-written")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
+    report = make_report(tmp_path / "report")
+    out = export_space(tmp_path / "space", adapter=str(adapter), dataset="someone/cbt_qa", report_dir=report)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter", "app.py", "report", "requirements.txt"]
+    app_py = (out / "app.py").read_text(encoding="utf-8")
+    compile(app_py, "app.py", "exec")
+    assert "adapter=_here('adapter')" in app_py and "dataset='someone/cbt_qa'" in app_py
+    assert "report_dir=_here('report')" in app_py and "launch_app(demo)" in app_py
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "report" / "metrics.png").is_file()
+    assert (out / "requirements.txt").read_text(encoding="utf-8") == f"cbt-llm[app]=={__version__}\n"
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(readme.split("---\n")[1])
+    assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
+    assert header["sdk_version"] == gradio.__version__ and header["title"] == "CBT-LLM"
+    assert notice("zh") in readme and notice("en") in readme and "12356" in readme
+    assert not any("sk-never-written" in p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+    with pytest.raises(CbtLlmError, match="must be empty or new"):
+        export_space(out)
+
+
+def test_export_space_for_a_served_model_names_the_secret(tmp_path):
+    out = export_space(tmp_path / "space", model="cbt", base_url="https://api.example.org/v1",
+                       api_key_env="CBT_KEY")
+    assert "base_url='https://api.example.org/v1'" in (out / "app.py").read_text(encoding="utf-8")
+    assert "Space secret `CBT_KEY`" in (out / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------- servers (slow tier)
+@pytest.mark.slow
+def test_importing_the_app_loads_no_gradio_and_no_ml_stack():
+    code = "import sys, cbt_llm.app; print(sorted(m for m in ('gradio', 'torch', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_failing_model_shows_the_error_and_still_the_resources_on_a_concern_turn(tmp_path):
+    with ChatServer(p500=1.0) as server:
+        chat = GuardedChat(EndpointBackend("test-model", server.base_url, max_retries=0),
+                           trace_file=tmp_path / "trace.jsonl")
+        shown = list(chat.turn(NORMAL, []))[-1][0]
+        assert "HTTP 500" in shown[-1]["content"] and shown[-2] == {"role": "user", "content": NORMAL}
+        shown = list(chat.turn(CONCERN, shown))[-1][0]
+        assert "HTTP 500" in shown[-1]["content"] and format_crisis_resources("zh") in shown[-1]["content"]
+        assert server.stats.requests == 2
+    trace = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(t["turn"], t["level"], t["backend_calls"], "HTTP 500" in t["error"]) for t in trace] == [
+        (1, "none", 1, True), (2, "concern", 1, True)]
+
+
+@pytest.fixture
+def served_app(tmp_path):
+    """`cbt-llm app` in a process on a free port, chatting with a ChatServer; yields (url, server, trace)."""
+    trace = tmp_path / "trace.jsonl"
+    port = free_port()
+    with ChatServer() as server:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "cbt-llm"), "app", "--base_url", server.base_url, "--model",
+             "test-model", "--port", str(port), "--trace_file", str(trace), "--dataset", "cbt_qa"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    urllib.request.urlopen(url + "config", timeout=5)
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"cbt-llm app did not start: {process.stdout.read()[-3000:]}")
+                    time.sleep(0.5)
+            yield url, server, trace
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            process.stdout.close()
+
+
+@pytest.mark.slow
+def test_gradio_client_streams_a_turn_and_a_crisis_never_reaches_the_model(served_app):
+    from gradio_client import Client
+
+    url, server, trace = served_app
+    config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
+    assert config["run_history"] is False  # Gradio would otherwise keep every call's inputs and outputs
+    client = Client(url, verbose=False)
+    job = client.submit(NORMAL, "zh", api_name="/chat")
+    final, box = job.result(timeout=120)
+    outputs = job.outputs()
+    assert box == "" and final[0]["role"] == "user" and NORMAL in json.dumps(final[0], ensure_ascii=False)
+    answer = final[-1]["content"]
+    answer = answer if isinstance(answer, str) else "".join(part["text"] for part in answer)
+    assert len(answer) > 100 and server.stats.requests == 1
+    assert len(outputs) > 3  # the answer came in pieces (the server sends 8 characters per event)
+
+    crisis, _ = client.predict(CRISIS, "zh", api_name="/chat")
+    reply = crisis[-1]["content"]
+    reply = reply if isinstance(reply, str) else "".join(part["text"] for part in reply)
+    assert "12356" in reply and server.stats.requests == 1  # counted at the server: the model was not asked
+    assert len(crisis) == 4  # the session kept the first turn
+
+    assert client.predict(api_name="/reset")[0] == []
+    after, _ = client.predict(NORMAL, "zh", api_name="/chat")
+    assert len(after) == 2 and server.stats.requests == 2
+    levels = [json.loads(line)["level"] for line in trace.read_text(encoding="utf-8").splitlines()]
+    assert levels == ["none", "crisis", "none"]
+
+
+def test_the_cli_writes_a_space_folder(tmp_path, capsys):
+    from cbt_llm.cli import main
+
+    assert main(["app", "--model", "cbt-llm/tiny-random-llama", "--export_space", str(tmp_path / "space")]) == 0
+    assert f"wrote the Space folder {tmp_path / 'space'}" in capsys.readouterr().out
+    assert "model='cbt-llm/tiny-random-llama'" in (tmp_path / "space" / "app.py").read_text(encoding="utf-8")
