@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from app_helpers import make_report
 
 from cbt_llm.app import build_app, launch_app
 from cbt_llm.chat import GenerationSettings, LocalBackend
@@ -53,7 +54,7 @@ def app_server(tmp_path_factory):
     trace = folder / "trace.jsonl"
     backend = LocalBackend(base=TINY_MODEL_NAME, settings=GenerationSettings(max_new_tokens=96, temperature=0.8,
                                                                              seed=0), device="cpu")
-    app = build_app(backend, trace_file=trace)
+    app = build_app(backend, trace_file=trace, report_dir=make_report(folder / "report"))
     port = free_port()
     try:
         launch_app(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -162,7 +163,7 @@ def test_chat_streams_a_normal_turn_and_answers_a_crisis_without_the_model(app_s
     assert trace_lines(trace)[2]["messages"] == 2 and trace_lines(trace)[2]["turn"] == 1
 
 
-def test_explorer_shows_a_sample_record_with_its_five_steps_and_the_switch_relabels(app_server, browser, tmp_path):
+def test_explorer_shows_a_sample_record_with_its_five_steps_the_report_and_the_switch_relabels(app_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     url, _, _ = app_server
@@ -180,6 +181,14 @@ def test_explorer_shows_a_sample_record_with_its_five_steps_and_the_switch_relab
     wait_until(lambda: "考研" in browser.find_element(By.ID, "explore-header").text, "a record about 考研")
     assert "共 66 条记录" in browser.find_element(By.ID, "explore-count").text
 
+    open_tab(browser, "评估报告")
+    table = wait_until(lambda: browser.find_elements(By.ID, "report-table"), "the report table")[0].text
+    assert "cut-60" in table and "CBT structure" in table
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#report-plots img")) == 2, "the two plots")
+    browser.execute_script("document.querySelector('#report-plots').scrollIntoView();")
+    screenshot(browser, tmp_path, "app-report.png")
+
+    open_tab(browser, "数据集")
     browser.find_element(By.XPATH, "//*[@id='cbt-language']//label[contains(., 'English')]").click()
     wait_until(lambda: "988" in browser.find_element(By.ID, "cbt-notice").text, "the English notice")
     wait_until(lambda: "1 Validation and empathy" in browser.find_element(By.ID, "explore-answer").text,

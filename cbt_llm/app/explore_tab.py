@@ -192,9 +192,9 @@ def add_report_tab(gr, report_dir: str | Path | None, language) -> None:
     table, images = read_report(report_dir) if report_dir is not None else (None, [])
     with gr.Tab(text["report_tab"], id="report") as tab:
         body = gr.Markdown(table or text["no_report"], elem_id="report-table")
-        if images:
-            gr.Gallery([str(p) for p in images], label=text["plots"], columns=2, object_fit="contain",
-                       elem_id="report-plots")
+        with gr.Column(elem_id="report-plots"):
+            for image in images:  # full width: the metrics plot is wide
+                gr.Image(str(image), label=image.name, show_label=True, interactive=False, type="filepath")
 
     def relabel(lang):
         return gr.update(label=ui(lang)["report_tab"]), table or ui(lang)["no_report"]

@@ -33,7 +33,6 @@ UI = {
         "steps_from_record": "步骤来自记录自带的 steps 字段。",
         "steps_detected": "记录没有完整的 steps 字段，步骤由 cbt_llm.generation.quality.detect_steps 按句识别。",
         "no_report": "启动时给出 --report_dir（`cbt-llm evaluate` 的输出文件夹）即可在此查看评估报告。",
-        "plots": "图表",
     },
     "en": {
         "title": "## CBT-LLM: cognitive behavioural therapy QA",
@@ -63,7 +62,6 @@ UI = {
         "steps_detected": "The record has no complete steps field: steps found per sentence by "
                           "cbt_llm.generation.quality.detect_steps.",
         "no_report": "Start with --report_dir (the folder `cbt-llm evaluate` wrote) to see the evaluation report here.",
-        "plots": "Plots",
     },
 }
 
