@@ -162,6 +162,12 @@ def test_chat_streams_a_normal_turn_and_answers_a_crisis_without_the_model(app_s
     wait_until(lambda: len(trace_lines(trace)) == 3, "the turn after reset")
     assert trace_lines(trace)[2]["messages"] == 2 and trace_lines(trace)[2]["turn"] == 1
 
+    browser.find_element(By.CSS_SELECTOR, "#chatbot button[aria-label='Clear']").click()  # the chat's own bin
+    wait_until(lambda: not browser.execute_script(BOT_TEXTS), "the bin to clear the conversation")
+    send(browser, NORMAL)
+    wait_until(lambda: len(trace_lines(trace)) == 4, "the turn after the bin")
+    assert trace_lines(trace)[3]["messages"] == 2  # the hidden history went with the shown one
+
 
 def test_explorer_shows_a_sample_record_with_its_five_steps_the_report_and_the_switch_relabels(app_server, browser, tmp_path):
     from selenium.webdriver.common.by import By

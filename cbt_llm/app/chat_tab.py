@@ -134,4 +134,5 @@ def add_chat_tab(gr, chat: GuardedChat | None, description: str | None, language
         events.append(box.submit(turn, [box, history, language], [chatbot, history, box],
                                  api_visibility="private", concurrency_id="model"))
     reset.click(clear, None, [chatbot, history, box], api_name="reset", cancels=events)
+    chatbot.clear(clear, None, [chatbot, history, box], api_visibility="private", cancels=events)  # its bin icon
     language.change(relabel, [language], [tab, status, chatbot, box, send, reset], api_visibility="private")
