@@ -24,7 +24,7 @@ from cbt_llm.app import build_app, export_space
 from cbt_llm.app.chat_tab import GuardedChat
 from cbt_llm.app.explore_tab import answer_segments, filter_records, load_records, read_report, render_record
 from cbt_llm.chat import EndpointBackend, notice
-from cbt_llm.cli import build_parser
+from cbt_llm.cli import main, parse_args
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
 from cbt_llm.errors import CbtLlmError
@@ -114,10 +114,10 @@ def test_build_app_lays_out_the_notice_and_the_api(tmp_path):
 
 
 def test_the_cli_binds_loopback_and_never_shares_by_default():
-    args = build_parser().parse_args(["app"])
+    _, args = parse_args(["app"])
     assert (args.host, args.share, args.trace_file, args.dataset) == ("127.0.0.1", False, None, "cbt_qa")
-    args = build_parser().parse_args(["app", "--base-url", "http://x/v1", "--export-space", "out"])
-    assert (args.base_url, args.export_space) == ("http://x/v1", "out")
+    _, args = parse_args(["app", "--base-url", "http://x/v1", "--model", "m", "--export-space", "out", "--share"])
+    assert (args.base_url, args.model, args.export_space, args.share) == ("http://x/v1", "m", "out", True)
 
 
 # ------------------------------------------------------------------------------------------- Space
@@ -243,8 +243,6 @@ def test_gradio_client_streams_a_turn_and_a_crisis_never_reaches_the_model(serve
 
 
 def test_the_cli_writes_a_space_folder(tmp_path, capsys):
-    from cbt_llm.cli import main
-
-    assert main(["app", "--model", "cbt-llm/tiny-random-llama", "--export_space", str(tmp_path / "space")]) == 0
+    assert main(["app", "--model_name_or_path", "cbt-llm/tiny-random-llama", "--export_space", str(tmp_path / "space")]) == 0
     assert f"wrote the Space folder {tmp_path / 'space'}" in capsys.readouterr().out
     assert "model='cbt-llm/tiny-random-llama'" in (tmp_path / "space" / "app.py").read_text(encoding="utf-8")

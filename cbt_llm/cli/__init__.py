@@ -23,7 +23,7 @@ def build_parser():
     from argparse import ArgumentParser
 
     from cbt_llm import __version__
-    from cbt_llm.cli import chat, data, evaluation, generation, hub
+    from cbt_llm.cli import app, chat, data, evaluation, generation, hub
     from cbt_llm.cli.common import add_commands, command_parser_class
 
     parser = ArgumentParser(prog="cbt-llm", allow_abbrev=False, description="CBT-structured mental-health QA: "
@@ -35,7 +35,7 @@ def build_parser():
     # `train` hands its arguments to TrlParser (main() dispatches it before parsing): listed here for --help.
     commands.add_parser("train", add_help=False, help="LoRA fine-tuning from a YAML recipe: --config RECIPE "
                         "[--field value ...] (see `cbt-llm train --help`)")
-    for group in (generation, evaluation, hub, chat):
+    for group in (generation, evaluation, hub, chat, app):
         add_commands(commands, group.COMMANDS)
     return parser
 
