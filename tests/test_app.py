@@ -7,8 +7,6 @@ stock ``gradio_client`` against `cbt-llm app` serving a loopback OpenAI-compatib
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,13 +20,19 @@ from chat_server import ChatServer
 
 from cbt_llm.app import build_app, export_space
 from cbt_llm.app.chat_tab import GuardedChat
-from cbt_llm.app.explore_tab import answer_segments, filter_records, load_records, read_report, render_record
+from cbt_llm.app.explore_tab import (
+    answer_segments,
+    filter_records,
+    load_records,
+    read_report,
+    render_record,
+)
 from cbt_llm.chat import EndpointBackend, notice
 from cbt_llm.cli import main, parse_args
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.models.serve import free_port
+from cbt_llm.models.serve import free_port, stop_process_group
 
 NORMAL = "我最近总是睡不好，一想到考试就很担心"
 CONCERN = "活着好累，真的撑不下去了"
@@ -203,12 +207,7 @@ def served_app(tmp_path):
                     time.sleep(0.5)
             yield url, server, trace
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process, 30)
             process.stdout.close()
 
 

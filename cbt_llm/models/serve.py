@@ -60,15 +60,20 @@ def transformers_serve(model: str | Path, timeout: float = 180.0, log: str | Pat
         keep_log = True  # the error names the log: keep it for reading
         raise
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server, 20)
         if not keep_log:
             log_path.unlink(missing_ok=True)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM a server started in its own process group, SIGKILL it after ``timeout`` seconds, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _tail(path: Path, lines: int = 5, size: int = 4000) -> str:
