@@ -101,3 +101,27 @@ def test_english_dev_miss_classes(text):
 ])
 def test_english_look_alikes_stay_quiet(text):
     assert assess_lexicon(text).level == "none", assess_lexicon(text)
+
+
+@pytest.mark.parametrize("text", [
+    # passive wishes without a death word (classes seen in tests/data/safety_written_work.jsonl)
+    "每天晚上都希望明天别醒了", "要是今晚睡着就不再醒该多好", "真想睡过去永远不要起来",
+    "只求别再有明天", "好想永远休息，不是睡懒觉那种", "我要是就这么没了多好",
+    "这世界上少我一个也没什么", "干脆病重一点死掉算了", "希望自己从来不存在",
+    "查出来是坏的就好了，不用自己动手也能走",
+    # intent and threats
+    "我想结束自己的命", "我想结束掉自己", "他们都说我就该去死", "我要死给他们看",
+    # goodbyes and last steps without a method word
+    "这大概是最后一次跟她们说晚安了", "其实我是在跟他们告别", "房间收拾好了，信也写了，就差最后一步了",
+    "这是我最后能给他的东西了", "我只想彻底解脱",
+])
+def test_written_set_miss_classes(text):
+    risk = assess_lexicon(text)
+    assert risk.level == "crisis", risk
+
+
+@pytest.mark.parametrize("text", [
+    "宝宝终于睡了，千万别醒了", "想结束这段感情", "毕业典礼上跟老师告别", "这是最后一次考试了", "这个项目我想结束掉", "电脑一直没反应，死机了",
+])
+def test_written_set_look_alikes_stay_below_crisis(text):
+    assert assess_lexicon(text).level != "crisis"
