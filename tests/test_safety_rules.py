@@ -112,8 +112,7 @@ def test_english_look_alikes_stay_quiet(text):
     # intent and threats
     "我想结束自己的命", "我想结束掉自己", "他们都说我就该去死", "我要死给他们看",
     # goodbyes and last steps without a method word
-    "这大概是最后一次跟她们说晚安了", "其实我是在跟他们告别", "房间收拾好了，信也写了，就差最后一步了",
-    "这是我最后能给他的东西了", "我只想彻底解脱",
+    "这大概是最后一次跟她们说晚安了", "其实我是在跟他们告别", "我只想彻底解脱",
 ])
 def test_written_set_miss_classes(text):
     risk = assess_lexicon(text)
@@ -121,7 +120,8 @@ def test_written_set_miss_classes(text):
 
 
 @pytest.mark.parametrize("text", [
-    "宝宝终于睡了，千万别醒了", "想结束这段感情", "毕业典礼上跟老师告别", "这是最后一次考试了", "这个项目我想结束掉", "电脑一直没反应，死机了",
+    "宝宝终于睡了，千万别醒了", "想结束这段感情", "毕业典礼上跟老师告别", "这是最后一次考试了",
+    "论文就差最后一步了", "这是我最后能给你的建议", "这个项目我想结束掉", "电脑一直没反应，死机了",
 ])
 def test_written_set_look_alikes_stay_below_crisis(text):
     assert assess_lexicon(text).level != "crisis"
