@@ -12,6 +12,7 @@ from cbt_llm.safety import LEVELS, assess_conversation, assess_risk, evaluate, l
 from cbt_llm.safety.classifier import windows
 
 EVAL = Path(__file__).parent / "data" / "safety_eval.jsonl"
+WRITTEN_WORK = Path(__file__).parent / "data" / "safety_written_work.jsonl"
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -35,6 +36,30 @@ def test_the_classifier_raises_what_the_rules_miss(text):
                                   "我朋友说她想自杀", "My friend said \"I want to kill myself\" and I froze"])
 def test_the_classifier_does_not_overrule_a_denial_or_someone_else(text):
     assert assess_risk(text).level == "concern"
+
+
+SUPPORTIVE_REPLIES = [
+    "hugs op. i know that feeling of wanting it all to stop. i was where you are two years ago and i'm still here. "
+    "please reach out to someone tonight",
+    "i've been where you are. at 19 i didn't think i'd make it to 20. i'm 30 now. it gets better, i promise",
+    "you matter. you don't have to believe that right now. please call someone you trust or a crisis line tonight",
+    "sending you hugs. when i wanted to die last year, telling my sister saved me. stay safe",
+    "OP, I read your post twice. I felt exactly this way when my dad died and I wanted to end it. Please don't give up",
+]
+
+
+@pytest.mark.parametrize("text", SUPPORTIVE_REPLIES)
+def test_a_supportive_reply_is_not_raised_to_crisis_by_the_classifier(text):
+    # the classifier alone reads the replier's own past as crisis; the rules see a reply to someone else
+    assert load_classifier().verdict(text, "en")[0] == "crisis"
+    risk = assess_risk(text)
+    assert risk.level == "concern" and any(n.startswith("reply(en.reply)") for n in risk.notes), risk
+
+
+@pytest.mark.parametrize("text", ["hugs op. honestly me too, i have the pills ready and i'm taking them tonight",
+                                  "I can't hang on anymore, I want to die"])
+def test_a_reply_that_tells_a_crisis_of_ones_own_is_still_crisis(text):
+    assert assess_risk(text).level == "crisis"
 
 
 def test_a_rules_crisis_is_final_and_the_classifier_can_be_switched_off():
@@ -120,6 +145,18 @@ def test_safety_eval_figures_per_layer():
     assert combined.crisis_recall >= rules.crisis_recall
     groups = {row[0]: row for row in combined.groups()}
     assert {"zh", "en", "safety_eval.jsonl"} <= set(groups)
+
+
+def test_written_work_set_figures_hold():
+    # messages written in the style of real ones, not used to train the classifier. Measured with the
+    # shipped model: zh crisis -> crisis 76/169, none -> crisis 0/132; en none -> crisis 2/45 (the reply
+    # pattern took it from 5), en crisis -> concern or crisis 42/50
+    groups = {row[0]: row for row in evaluate(WRITTEN_WORK, "combined").groups()}
+    hits = {key: int(cell.split("(")[1].split("/")[0]) for key, cell in
+            (("zh_crisis", groups["zh"][1]), ("zh_false", groups["zh"][3]),
+             ("en_either", groups["en"][2]), ("en_false", groups["en"][3]))}
+    assert hits["zh_crisis"] >= 73 and hits["zh_false"] == 0
+    assert hits["en_either"] >= 40 and hits["en_false"] <= 3
 
 
 @pytest.mark.slow

@@ -19,13 +19,15 @@ from cbt_llm.safety.risk import RANK, Risk, raise_level
 from cbt_llm.safety.rules import assess_lexicon
 
 CONTEXT_TURNS = 3  # how many recent user turns assess_conversation reads together
-# the rules' explicit readings of crisis wording (a denial, someone else, the past, a distant topic):
-# the classifier, which cannot see them, may raise such a message to concern but not to crisis
-SET_ASIDE = ("negated(", "third_party(", "past(", "distance(", "cue_third_party(")
+# the rules' explicit readings of crisis wording (a denial, someone else, the past, a distant topic) and of
+# a supportive reply to someone else's post: the classifier, which cannot see them, may raise such a message
+# to concern but not to crisis
+SET_ASIDE = ("negated(", "third_party(", "past(", "distance(", "cue_third_party(", "reply(")
 
 
 def set_aside_by_rules(risk: Risk) -> bool:
-    """True when the rules read crisis wording in ``risk`` as a denial, someone else, the past or a distant topic."""
+    """True when the rules read crisis wording in ``risk`` as a denial, someone else, the past or a distant topic,
+    or the message as a supportive reply to someone else."""
     return risk.level != "crisis" and any(r.startswith(SET_ASIDE) for r in (*risk.reasons, *risk.notes))
 
 
@@ -84,9 +86,10 @@ def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexic
     The rules (``lexicon``) run first; the shipped classifier (``classifier=None``; a path or a
     :class:`RiskClassifier` for another model, ``False`` to switch it off) can raise the level when
     its score passes its tuned threshold, to concern only where the rules read the crisis wording as
-    a denial, someone else, the past or a distant topic (see :data:`SET_ASIDE`). ``judge`` is an optional second opinion (a callable taking the
-    text and returning a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`;
-    :class:`OpenAIRiskJudge` and :class:`Qwen3GuardJudge` are two), asked only when the level is not
+    a denial, someone else, the past or a distant topic, or the message as a supportive reply (see
+    :data:`SET_ASIDE`). ``judge`` is an optional second opinion (a callable taking the text and returning
+    a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`; :class:`OpenAIRiskJudge` and
+    :class:`Qwen3GuardJudge` are two), asked only when the level is not
     already crisis; it can only raise the level. A judge that fails or answers nonsense leaves the
     verdict in place, with a note saying so: the chat must not go down because the judge did.
     """

@@ -49,6 +49,7 @@ class LanguageRules:
     past: re.Pattern
     present: re.Pattern
     distance: re.Pattern
+    reply: re.Pattern
     about: re.Pattern
     mention: re.Pattern
     hyperbole: tuple[Rule, ...]
@@ -127,6 +128,7 @@ def _parse_lexicon(data: dict, path: str) -> Lexicon:
                 past=_compile(section["past"], f"{language}.past"),
                 present=_compile(section["present"], f"{language}.present"),
                 distance=_compile(section["distance"], f"{language}.distance"),
+                reply=_compile(section.get("reply", "^$a"), f"{language}.reply"),
                 about=re.compile(_ABOUT[language]),
                 mention=_compile(f"(?P<third>{subjects['third']})|(?P<second>{subjects.get('second', '^$a')})"
                                  f"|(?P<first>{subjects['first']})",

@@ -196,6 +196,9 @@ def assess_lexicon(text: str, lexicon: Lexicon | str | Path | None = None) -> Ri
         ctx = _Context(norm, lang, sentences)
         ctx.clauses = [[(s + a, s + b) for a, b in _spans(norm[s:e], _CLAUSE_BREAK[lang.language])]
                        for s, e in sentences]
+        reply = lang.reply.search(norm)
+        if reply:
+            notes.append(f"reply({lang.language}.reply): {reply.group(0).strip(' .!?')}")
         for rule in lang.rules:
             for m in rule.regex.finditer(norm):
                 if not m.group(0).strip():

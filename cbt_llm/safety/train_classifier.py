@@ -10,8 +10,15 @@ sources credited in the README). ``crisis_real/test.jsonl`` is never read here.
 Two logistic heads (crisis against the rest; concern or crisis against none) with L2, fitted by
 full-batch Adam. Thresholds are chosen per language on out-of-fold scores of the dev rows (k-fold
 cross-validation, so no row is scored by a model that saw it), combined with the rules, recall first:
-the lowest crisis threshold whose benign -> crisis rate stays under ``--max-benign-crisis``, and the
-lowest risk threshold whose benign -> concern-or-crisis rate stays under ``--max-benign-risk``.
+the lowest crisis threshold whose benign -> crisis rate stays under ``--max-benign-crisis`` (per language:
+zh 4 %, where the target is crisis recall itself; en 2 %, where the target is concern-or-crisis and the
+benign -> crisis rate is the tighter limit), and the lowest risk threshold whose benign -> concern-or-crisis
+rate stays under ``--max-benign-risk``.
+
+In Chinese the crisis head learns mostly crisis against none (``--crisis-concern-weight zh=0.3,en=1``): the
+project's own zh concern rows (distress without a stated wish to die, 活着好累) weigh 0.3 as its negatives.
+PsySUICIDE's crisis label covers passive ideation told as a distress narrative, and at full weight those
+rows taught the head to miss it (out-of-fold dev zh AUC 0.87 at 1, 0.88 at 0.3, 0.89 at 0).
 """
 
 from __future__ import annotations
@@ -49,8 +56,9 @@ class TrainArgs:
     steps: int = 400
     folds: int = 5
     dev_weight: float = 2.0
-    max_benign_crisis: float = 0.02
+    max_benign_crisis: dict = field(default_factory=lambda: {"zh": 0.04, "en": 0.02})
     max_benign_risk: float = 0.10
+    crisis_concern_weight: dict = field(default_factory=lambda: {"zh": 0.3, "en": 1.0})
     seed: int = 0
 
 
@@ -110,18 +118,19 @@ def fit_head(x: Design, y, weight, size: int, l2: float, steps: int):
     return w, b
 
 
-def _weights(messages: list[LabelledMessage], y, is_dev, dev_weight: float, skip_dev_concern: bool):
+def _weights(messages: list[LabelledMessage], y, is_dev, dev_weight: float, own_concern: dict | None):
     """Each row weighs ``dev_weight`` if it is from dev, times a class-balancing factor per head.
 
-    With ``skip_dev_concern`` (the crisis head) dev rows labelled concern weigh nothing: in PsySUICIDE
-    that label is "exploring suicide", worded like ideation, and a negative there teaches the head to
-    miss crisis wording; the project's own concern rows (third persons, denials) stay as negatives.
+    ``own_concern`` (the crisis head) scales the project's own concern rows per language, and leaves out
+    every dev concern row: in PsySUICIDE that label is "exploring suicide", worded like ideation.
     """
     import numpy as np
 
     base = np.where(is_dev, dev_weight, 1.0)
-    if skip_dev_concern:
-        base = np.where(is_dev & np.array([m.gold == "concern" for m in messages]), 0.0, base)
+    if own_concern is not None:
+        concern = np.array([m.gold == "concern" for m in messages])
+        scale = np.array([own_concern.get(m.language, 1.0) for m in messages])
+        base = np.where(concern, np.where(is_dev, 0.0, base * scale), base)
     pos = base[y == 1].sum()
     neg = base[y == 0].sum()
     return base * np.where(y == 1, 0.5 / pos, 0.5 / neg) * len(messages)
@@ -189,7 +198,8 @@ def train(args: TrainArgs) -> dict:
     heads, oof = {}, {}
     for head, positive in HEADS.items():
         y = np.array([m.gold in positive for m in messages], dtype=float)
-        weight = _weights(messages, y, is_dev, args.dev_weight, head == "crisis")
+        weight = _weights(messages, y, is_dev, args.dev_weight,
+                          args.crisis_concern_weight if head == "crisis" else None)
         oof[head] = np.zeros(len(messages))
         for k in range(args.folds):
             train_idx, test_idx = np.where(fold != k)[0], np.where(fold == k)[0]
@@ -200,7 +210,7 @@ def train(args: TrainArgs) -> dict:
     for language in ("zh", "en"):
         rows = [i for i in range(len(dev)) if dev[i].language == language]
         gold = [dev[i].gold for i in rows]
-        for head, cap, positive in (("crisis", args.max_benign_crisis, ("crisis",)),
+        for head, cap, positive in (("crisis", args.max_benign_crisis[language], ("crisis",)),
                                     ("risk", args.max_benign_risk, ("concern", "crisis"))):
             t, fig = choose_threshold([oof[head][i] for i in rows], gold, [rules[i] for i in rows], positive, cap)
             thresholds[head][language], figures[f"{language}/{head}"] = t, fig
@@ -223,8 +233,10 @@ def train(args: TrainArgs) -> dict:
             "sources": "PsySUICIDE (Qiu et al., EMNLP 2024, MIT); Reddit C-SSRS (Gaur et al., WWW 2019, CC BY); "
                        "Reddit Mental Health Dataset (Low et al., JMIR 2020, CC BY 4.0); cbt-llm's own messages",
             "thresholds_chosen_on": f"{args.folds}-fold out-of-fold scores of the dev rows, with the rules, recall first "
-                                    f"(benign -> crisis <= {args.max_benign_crisis}, "
-                                    f"benign -> concern or crisis <= {args.max_benign_risk})",
+                                    "(benign -> crisis <= " + ", ".join(f"{k} {v}" for k, v in args.max_benign_crisis.items())
+                                    + f"; benign -> concern or crisis <= {args.max_benign_risk})",
+            "crisis_head_concern_rows": "dev ones left out; the project's own weighted "
+                                        + ", ".join(f"{k} {v}" for k, v in args.crisis_concern_weight.items()),
             "cross_validated_dev": figures,
             "settings": {"l2": args.l2, "steps": args.steps, "dev_weight": args.dev_weight, "seed": args.seed},
         },
@@ -232,13 +244,29 @@ def train(args: TrainArgs) -> dict:
     return data
 
 
+def _per_language(spec: str) -> dict:
+    """``"zh=0.04,en=0.02"`` as ``{"zh": 0.04, "en": 0.02}``; both languages must be given."""
+    try:
+        caps = {lang.strip(): float(value) for lang, value in (part.split("=") for part in spec.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LANG=NUMBER pairs like zh=0.04,en=0.02, got {spec!r}") from None
+    if set(caps) != {"zh", "en"}:
+        raise argparse.ArgumentTypeError(f"give a number for zh and for en, got {spec!r}")
+    return caps
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train and write the classifier JSON; print the cross-validated dev figures behind the thresholds."""
     parser = argparse.ArgumentParser(prog="python -m cbt_llm.safety.train_classifier", description=__doc__.split("\n")[0])
     parser.add_argument("--dev", type=Path, required=True, help="crisis_real/dev.jsonl")
     parser.add_argument("--output", type=Path, default=TrainArgs.output)
-    for name in ("l2", "dev_weight", "max_benign_crisis", "max_benign_risk"):
+    for name in ("l2", "dev_weight", "max_benign_risk"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(TrainArgs, name))
+    defaults = TrainArgs(dev=Path())
+    parser.add_argument("--max-benign-crisis", type=_per_language, default=defaults.max_benign_crisis,
+                        help="benign -> crisis cap per language, e.g. zh=0.04,en=0.02")
+    parser.add_argument("--crisis-concern-weight", type=_per_language, default=defaults.crisis_concern_weight,
+                        help="weight of the project's own concern rows as crisis-head negatives, e.g. zh=0.3,en=1")
     for name in ("steps", "folds", "seed"):
         parser.add_argument(f"--{name}", type=int, default=getattr(TrainArgs, name))
     ns = parser.parse_args(argv)

@@ -1,0 +1,59 @@
+"""The classifier trainer: how rows are weighed, the per-language options, and a small real training run."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbt_llm.safety.classifier import parse_classifier
+from cbt_llm.safety.evaluation import LabelledMessage, read_labelled
+from cbt_llm.safety.train_classifier import HEADS, TrainArgs, _per_language, _weights, train
+
+DATA = Path(__file__).parent / "data"
+
+
+def _msg(gold: str, language: str) -> LabelledMessage:
+    return LabelledMessage(text="x", gold=gold, category="", language=language, source="s")
+
+
+def test_the_crisis_head_leaves_dev_concern_out_and_scales_the_projects_own_per_language():
+    rows = [_msg("concern", "zh"), _msg("concern", "zh"), _msg("concern", "en"), _msg("crisis", "zh"), _msg("none", "zh")]
+    is_dev = np.array([True, False, False, False, False])
+    y = np.array([m.gold == "crisis" for m in rows], dtype=float)
+    crisis = _weights(rows, y, is_dev, 2.0, {"zh": 0.3, "en": 1.0})
+    assert crisis[0] == 0.0  # dev concern: "exploring suicide", worded like ideation
+    assert crisis[1] == pytest.approx(0.3 * crisis[2])  # own zh concern weighs 0.3 of own en concern
+    assert crisis[2] == pytest.approx(crisis[4])  # own en concern is an ordinary negative
+    risk = _weights(rows, np.array([m.gold != "none" for m in rows], dtype=float), is_dev, 2.0, None)
+    assert (risk > 0).all() and risk[0] == pytest.approx(2 * risk[1])  # the risk head keeps every row, dev twice
+
+
+def test_per_language_options_parse_and_name_what_is_wrong():
+    assert _per_language("zh=0.04,en=0.02") == {"zh": 0.04, "en": 0.02}
+    with pytest.raises(argparse.ArgumentTypeError, match="LANG=NUMBER"):
+        _per_language("zh:0.04")
+    with pytest.raises(argparse.ArgumentTypeError, match="for zh and for en"):
+        _per_language("zh=0.04")
+
+
+def test_a_small_training_run_chooses_thresholds_per_language(tmp_path, capsys):
+    # a stand-in "dev" file in the crisis_real format, made from the project's own held-in messages
+    dev = tmp_path / "dev.jsonl"
+    own = read_labelled(DATA / "safety_eval.jsonl")
+    with dev.open("w", encoding="utf-8") as f:
+        for m in own[::3]:
+            label = {"none": "benign"}.get(m.gold, m.gold)
+            f.write(json.dumps({"text": m.text, "label": label, "lang": m.language, "source": "stand-in"},
+                               ensure_ascii=False) + "\n")
+    args = TrainArgs(dev=dev, own=[DATA / "safety_train.jsonl"], buckets=1 << 12, steps=60, folds=3,
+                     max_benign_crisis={"zh": 0.05, "en": 0.0})
+    data = train(args)
+    model = parse_classifier(data, "trained in a test")
+    assert set(model.weights) == set(HEADS)
+    assert set(model.thresholds["crisis"]) == {"zh", "en"}
+    figures = data["card"]["cross_validated_dev"]
+    assert figures["en/crisis"]["benign_flagged"] == 0.0 and figures["zh/crisis"]["benign_flagged"] <= 0.05
+    assert "zh 0.3" in data["card"]["crisis_head_concern_rows"]
+    assert "out of fold" in capsys.readouterr().out
