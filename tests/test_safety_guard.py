@@ -151,12 +151,13 @@ def test_written_work_set_figures_hold():
     # messages written in the style of real ones, not used to train the classifier. Measured with the
     # shipped model: zh crisis -> crisis 76/169, none -> crisis 0/132; en none -> crisis 2/45 (the reply
     # pattern took it from 5), en crisis -> concern or crisis 42/50
-    groups = {row[0]: row for row in evaluate(WRITTEN_WORK, "combined").groups()}
-    hits = {key: int(cell.split("(")[1].split("/")[0]) for key, cell in
-            (("zh_crisis", groups["zh"][1]), ("zh_false", groups["zh"][3]),
-             ("en_either", groups["en"][2]), ("en_false", groups["en"][3]))}
-    assert hits["zh_crisis"] >= 73 and hits["zh_false"] == 0
-    assert hits["en_either"] >= 40 and hits["en_false"] <= 3
+    results = evaluate(WRITTEN_WORK, "combined").results
+
+    def count(language, gold, levels):
+        return sum(m.language == language and m.gold == gold and level in levels for m, level in results)
+
+    assert count("zh", "crisis", {"crisis"}) >= 73 and count("zh", "none", {"crisis"}) == 0
+    assert count("en", "crisis", {"concern", "crisis"}) >= 40 and count("en", "none", {"crisis"}) <= 3
 
 
 @pytest.mark.slow

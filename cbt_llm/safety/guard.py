@@ -89,9 +89,9 @@ def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexic
     a denial, someone else, the past or a distant topic, or the message as a supportive reply (see
     :data:`SET_ASIDE`). ``judge`` is an optional second opinion (a callable taking the text and returning
     a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`; :class:`OpenAIRiskJudge` and
-    :class:`Qwen3GuardJudge` are two), asked only when the level is not
-    already crisis; it can only raise the level. A judge that fails or answers nonsense leaves the
-    verdict in place, with a note saying so: the chat must not go down because the judge did.
+    :class:`Qwen3GuardJudge` are two), asked only when the level is not already crisis; it can only
+    raise the level. A judge that fails or answers nonsense leaves the verdict in place, with a note
+    saying so: the chat must not go down because the judge did.
     """
     text, notes = as_text(text)
     risk = assess_lexicon(text, lexicon)
