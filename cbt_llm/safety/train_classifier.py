@@ -259,16 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     """Train and write the classifier JSON; print the cross-validated dev figures behind the thresholds."""
     parser = argparse.ArgumentParser(prog="python -m cbt_llm.safety.train_classifier", description=__doc__.split("\n")[0])
     parser.add_argument("--dev", type=Path, required=True, help="crisis_real/dev.jsonl")
-    parser.add_argument("--output", type=Path, default=TrainArgs.output)
-    for name in ("l2", "dev_weight", "max_benign_risk"):
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(TrainArgs, name))
     defaults = TrainArgs(dev=Path())
+    parser.add_argument("--output", type=Path, default=defaults.output)
+    for name in ("l2", "dev_weight", "max_benign_risk"):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(defaults, name))
     parser.add_argument("--max-benign-crisis", type=_per_language, default=defaults.max_benign_crisis,
                         help="benign -> crisis cap per language, e.g. zh=0.04,en=0.02")
     parser.add_argument("--crisis-concern-weight", type=_per_language, default=defaults.crisis_concern_weight,
                         help="weight of the project's own concern rows as crisis-head negatives, e.g. zh=0.3,en=1")
     for name in ("steps", "folds", "seed"):
-        parser.add_argument(f"--{name}", type=int, default=getattr(TrainArgs, name))
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     ns = parser.parse_args(argv)
     args = TrainArgs(**vars(ns))
     data = train(args)
