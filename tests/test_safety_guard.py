@@ -13,6 +13,7 @@ from cbt_llm.safety.classifier import windows
 
 EVAL = Path(__file__).parent / "data" / "safety_eval.jsonl"
 WRITTEN_WORK = Path(__file__).parent / "data" / "safety_written_work.jsonl"
+LOOKALIKES_ZH = Path(__file__).parent / "data" / "safety_lookalikes_zh.jsonl"
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -149,15 +150,26 @@ def test_safety_eval_figures_per_layer():
 
 def test_written_work_set_figures_hold():
     # messages written in the style of real ones, not used to train the classifier. Measured with the
-    # shipped model: zh crisis -> crisis 76/169, none -> crisis 0/132; en none -> crisis 2/45 (the reply
-    # pattern took it from 5), en crisis -> concern or crisis 42/50
+    # shipped model: zh crisis -> crisis 112/169 (76 before the acts, plans and wishes rules), none -> crisis
+    # 0/132; en none -> crisis 2/45 (the reply pattern took it from 5), en crisis -> concern or crisis 42/50
     results = evaluate(WRITTEN_WORK, "combined").results
 
     def count(language, gold, levels):
         return sum(m.language == language and m.gold == gold and level in levels for m, level in results)
 
-    assert count("zh", "crisis", {"crisis"}) >= 73 and count("zh", "none", {"crisis"}) == 0
+    assert count("zh", "crisis", {"crisis"}) >= 109 and count("zh", "none", {"crisis"}) == 0
     assert count("en", "crisis", {"concern", "crisis"}) >= 40 and count("en", "none", {"crisis"}) <= 3
+
+
+def test_zh_look_alikes_stay_below_crisis():
+    # 300 everyday zh messages with the words of the acts, plans and wishes rules (划水, 烧烤的炭, 踩点拍星空,
+    # 一睡不起 on a holiday, 活腻了 said to a cat). Measured: rules 0 crisis (2 before: 烧炭盆取暖, 囤了点常用药),
+    # rules + classifier 1 (the classifier on 只想在被窝里一直睡下去)
+    rules = evaluate(LOOKALIKES_ZH, "rules").results
+    combined = evaluate(LOOKALIKES_ZH, "combined").results
+    assert len(rules) == 300
+    assert sum(level == "crisis" for _, level in rules) == 0
+    assert sum(level == "crisis" for _, level in combined) <= 2
 
 
 @pytest.mark.slow

@@ -125,3 +125,55 @@ def test_written_set_miss_classes(text):
 ])
 def test_written_set_look_alikes_stay_below_crisis(text):
     assert assess_lexicon(text).level != "crisis"
+
+
+@pytest.mark.parametrize("text", [
+    # self-harm acts told without 自己 or a body part (classes missed in the written work set)
+    "昨晚又划了，在浴室里", "从高一开始划手，到现在三年了", "划完看着血流出来才安静下来",
+    "上次划的伤口还没好又裂开了", "用打火机烧了手背", "拿烟头往胳膊上按", "我一难受就拿拳头砸墙",
+    "又想弄疼自己了", "好想去吞一把药，就想难受一下", "又把自己饿了两天", "昨晚又撞墙了，额头肿了一个包",
+    # preparations and scouting told plainly
+    "前几天在网上买了炭和胶带", "昨天晚上烧了炭，被邻居发现了", "这几天一直在查哪里的桥比较高",
+    "安眠药都藏在抽屉最里面", "没死成，醒来在急诊",
+    # passive wishes: an accident, never waking, never having been born, dying unnoticed
+    "真想被车撞死", "过马路的时候想，要是有辆车撞过来就好了", "要是明天早上醒不过来就好了",
+    "如果我没出生就好了", "我死了应该也没人发现吧", "我要是没了，他们都会轻松很多",
+    "只要不是我自己动手，怎么走都行", "要是我也能跟着外婆去就好了", "真的好想有一天不用醒来",
+    "如果明早我不醒了，他们会不会轻松一点", "要是老天哪天把我收走就好了", "就这样慢慢没了就好了",
+    # a last goodbye without a method word
+    "她不知道这是最后一次见我了", "过了这周我就不在了",
+    # two cues together (a place looked over, a door that does not lock, a date chosen, never coming back,
+    # money handed over, traces erased, a message to every friend)
+    "那个天台我去看过了，门没锁，晚上也没人", "我已经选好日子了，那天去了就不回来了", "门窗都封好了，就等今晚",
+    "把存款都转给我妈了，反正以后也用不着了", "日记本都烧掉了，给每个好朋友都发了一段话",
+    "照片都删光了，以后不会再回来了",
+    # 有没有人 ("anyone else?") and 没有人 (nobody) are not someone else at risk
+    "有没有人跟我一样想死", "有没有人也这样，一难受就想弄疼自己",
+    # clauses separated by spaces, as posts often are: the hit belongs to its own clause's subject
+    "孩子哭到半夜 我抱着孩子在阳台上发呆 心里想着要是没了多好",
+    # short wordings of intent and farewell that only the classifier used to catch
+    "我不想活在这个世界上了", "不想活在世界上", "好想去天堂找外婆", "我是不是死了比较好", "我死了他们会难过吗",
+    "好想杀了自己", "想把自己杀了", "有种想自我毁灭的冲动", "真想开车去撞车", "我想吃一整瓶安眠药",
+    "想一睡不起", "想永远睡着", "想了结这一生", "再见了，这个世界",
+])
+def test_acts_plans_and_wishes_are_crisis(text):
+    risk = assess_lexicon(text)
+    assert risk.level == "crisis", risk
+
+
+@pytest.mark.parametrize("text", [
+    "今天又划了一天水", "划手机划到半夜", "老师让我们划重点，我又划了一遍", "切菜的时候不小心割到手",
+    "这个山芋真烫手", "买了木炭和胶带，周末去露营烧烤", "被车撞了，腿骨折了在住院",
+    "那个天台我去看过了，风景很好", "婚礼的日子选好了", "考完试就不回来了，直接去实习",
+    "闹钟响了三遍我都醒不过来", "小时候被车撞过，现在还有点怕过马路", "过了这周我就不在这个部门了",
+    "生一场大病才知道健康多重要", "有没有人推荐一部好看的电影", "吓得半死，还好没事", "这辈子最长的一天",
+    "我妈把药都藏起来了，怕弟弟乱吃", "手机里的照片都删了，内存不够", "毕业以后就不会回来了，这个城市太贵",
+    "你活腻了吧", "游戏里不小心杀了自己的队友", "我要吃一盒饼干", "宝宝终于永远睡着了一样安静", "世界杯再见",
+    # everyday messages with the same words (tests/data/safety_lookalikes_zh.jsonl holds 300 such)
+    "又撞墙了 方案第三次被毙", "狗追球一头撞墙上了", "放假第一天直接一睡不起", "谁偷吃了我的蛋糕？活腻了是吧",
+    "这手机卡成这样 死了比较好 正好换新的", "这张专辑的主题是自我毁灭 编曲很迷幻", "把药藏在肉丸子里喂狗",
+    "家里囤了点常用药 布洛芬和创可贴", "老人冬天爱在屋里烧炭取暖", "为了拍星空去郊区踩点 那边晚上没人",
+    "求婚的地点定在江边 已经去踩过点了",
+])
+def test_acts_plans_and_wishes_look_alikes_stay_below_crisis(text):
+    assert assess_lexicon(text).level != "crisis", assess_lexicon(text)

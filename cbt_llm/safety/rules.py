@@ -16,7 +16,8 @@ from cbt_llm.safety.risk import RANK, Risk
 
 _SENTENCE_END = re.compile(r"[。！？!?\n；;]+|\.(?=\s|$)|…+")
 _CLAUSE_BREAK = {
-    "zh": re.compile(r"[，,：:]+|但是|可是|不过|只是"),  # 、 lists nouns inside one clause
+    # 、 lists nouns inside one clause; a space between Chinese characters separates clauses (posts often use no commas)
+    "zh": re.compile(r"[，,：:]+|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])|但是|可是|不过|只是"),
     "en": re.compile(r"[,:]+|\b(?:but|though|although|however)\b"),
 }
 _QUOTES = {"“": "”", '"': '"', "「": "」", "『": "』", "《": "》"}
