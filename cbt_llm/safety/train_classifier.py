@@ -247,12 +247,12 @@ def train(args: TrainArgs) -> dict:
 def _per_language(spec: str) -> dict:
     """``"zh=0.04,en=0.02"`` as ``{"zh": 0.04, "en": 0.02}``; both languages must be given."""
     try:
-        caps = {lang.strip(): float(value) for lang, value in (part.split("=") for part in spec.split(","))}
+        values = {lang.strip(): float(value) for lang, value in (part.split("=") for part in spec.split(","))}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LANG=NUMBER pairs like zh=0.04,en=0.02, got {spec!r}") from None
-    if set(caps) != {"zh", "en"}:
+    if set(values) != {"zh", "en"}:
         raise argparse.ArgumentTypeError(f"give a number for zh and for en, got {spec!r}")
-    return caps
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
