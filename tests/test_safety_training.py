@@ -9,7 +9,7 @@ import pytest
 
 from cbt_llm.safety.classifier import parse_classifier
 from cbt_llm.safety.evaluation import LabelledMessage, read_labelled
-from cbt_llm.safety.train_classifier import HEADS, TrainArgs, _per_language, _weights, train
+from cbt_llm.safety.train_classifier import HEADS, TrainArgs, _per_language, _weights, curve_table, learning_curve, train
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,8 +38,9 @@ def test_per_language_options_parse_and_name_what_is_wrong():
         _per_language("zh=0.04")
 
 
-def test_a_small_training_run_chooses_thresholds_per_language(tmp_path, capsys):
-    # a stand-in "dev" file in the crisis_real format, made from the project's own held-in messages
+@pytest.fixture
+def small_args(tmp_path) -> TrainArgs:
+    """A stand-in "dev" file in the crisis_real format, made from the project's own held-in messages."""
     dev = tmp_path / "dev.jsonl"
     own = read_labelled(DATA / "safety_eval.jsonl")
     with dev.open("w", encoding="utf-8") as f:
@@ -47,8 +48,12 @@ def test_a_small_training_run_chooses_thresholds_per_language(tmp_path, capsys):
             label = {"none": "benign"}.get(m.gold, m.gold)
             f.write(json.dumps({"text": m.text, "label": label, "lang": m.language, "source": "stand-in"},
                                ensure_ascii=False) + "\n")
-    args = TrainArgs(dev=dev, own=[DATA / "safety_train.jsonl"], buckets=1 << 12, steps=60, folds=3,
+    return TrainArgs(dev=dev, own=[DATA / "safety_train.jsonl"], buckets=1 << 12, steps=60, folds=3,
                      max_benign_crisis={"zh": 0.05, "en": 0.0})
+
+
+def test_a_small_training_run_chooses_thresholds_per_language(small_args, capsys):
+    args = small_args
     data = train(args)
     model = parse_classifier(data, "trained in a test")
     assert set(model.weights) == set(HEADS)
@@ -57,3 +62,14 @@ def test_a_small_training_run_chooses_thresholds_per_language(tmp_path, capsys):
     assert figures["en/crisis"]["benign_flagged"] == 0.0 and figures["zh/crisis"]["benign_flagged"] <= 0.05
     assert "zh 0.3" in data["card"]["crisis_head_concern_rows"]
     assert "out of fold" in capsys.readouterr().out
+
+
+def test_the_learning_curve_fits_on_growing_shares_of_dev(small_args):
+    rows = learning_curve(small_args, fractions=(0.0, 1.0), repeats=1)
+    none, full = rows
+    assert none["dev_rows_fitted"] == 0 and full["dev_rows_fitted"] == pytest.approx(204 * 2 / 3)
+    assert all(0.0 <= row[key] <= 1.0 for row in rows for key in row if "/" in key)
+    assert full["zh/auc"] > 0.8 and full["en/auc"] > 0.8  # these stand-in rows are plain; a broken fit falls to ~0.5
+    assert full["zh/auc"] > none["zh/auc"] and full["en/auc"] > none["en/auc"]  # the dev rows were fitted on
+    table = curve_table(rows, small_args.max_benign_crisis)
+    assert "| 1.00 | 136 |" in table and "zh recall at 5% benign" in table

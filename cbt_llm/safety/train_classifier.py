@@ -19,6 +19,9 @@ In Chinese the crisis head learns mostly crisis against none (``--crisis-concern
 project's own zh concern rows (distress without a stated wish to die, 活着好累) weigh 0.3 as its negatives.
 PsySUICIDE's crisis label covers passive ideation told as a distress narrative, and at full weight those
 rows taught the head to miss it (out-of-fold dev zh AUC 0.87 at 1, 0.88 at 0.3, 0.89 at 0).
+
+``--learning-curve`` trains nothing: it prints the crisis head's out-of-fold dev figures when each fit sees
+only a share of dev, to tell whether more real labelled rows would still move it.
 """
 
 from __future__ import annotations
@@ -184,6 +187,62 @@ def out_of_fold_level(rules, crisis: float, risk: float, thresholds: dict, langu
     return level
 
 
+def out_of_fold(x: Design, y, weight, fold, args: TrainArgs, keep=None):
+    """Every row's score from the head fitted on the other folds; only rows where ``keep`` is true are fitted on."""
+    import numpy as np
+
+    scores = np.zeros(x.n)
+    for k in range(args.folds):
+        fit_rows = (fold != k) if keep is None else (fold != k) & keep
+        train_idx, test_idx = np.where(fit_rows)[0], np.where(fold == k)[0]
+        w, b = fit_head(x.take(train_idx), y[train_idx], weight[train_idx], args.buckets, args.l2, args.steps)
+        scores[test_idx] = 1.0 / (1.0 + np.exp(-(x.take(test_idx).dot(w) + b)))
+    return scores
+
+
+def _auc(positive, negative) -> float:
+    """The chance that a positive row scores above a negative one (ties count half)."""
+    import numpy as np
+
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
+def learning_curve(args: TrainArgs, fractions: tuple = (0.0, 0.25, 0.5, 0.75, 1.0), repeats: int = 3) -> list[dict]:
+    """Out-of-fold dev figures of the crisis head (alone, no rules) when each training fold keeps only a
+    random ``fraction`` of its dev rows and all the project's own: whether more real data would still help.
+
+    Per language: the crisis-vs-benign AUC, and the crisis recall at the lowest threshold whose
+    benign -> crisis rate stays under ``args.max_benign_crisis``; each figure is a mean over ``repeats`` fold draws.
+    """
+    import numpy as np
+
+    dev = read_labelled(args.dev)
+    own = [m for path in args.own for m in read_labelled(path)]
+    messages = dev + own
+    is_dev = np.array([i < len(dev) for i in range(len(messages))])
+    x = Design([features(m.text, args.buckets) for m in messages])
+    y = np.array([m.gold == "crisis" for m in messages], dtype=float)
+    weight = _weights(messages, y, is_dev, args.dev_weight, args.crisis_concern_weight)
+    rows = []
+    for fraction in fractions:
+        figures: dict = {}
+        for repeat in range(repeats):
+            rng = np.random.default_rng(args.seed + repeat)
+            fold = np.array(_fold_ids(messages, args.folds, args.seed + repeat))
+            keep = ~is_dev | (rng.random(len(messages)) < fraction)
+            scores = out_of_fold(x, y, weight, fold, args, keep)
+            figures.setdefault("dev_rows_fitted", []).append((keep & is_dev).sum() * (args.folds - 1) / args.folds)
+            for language, cap in args.max_benign_crisis.items():
+                pos = scores[[i for i, m in enumerate(dev) if m.language == language and m.gold == "crisis"]]
+                neg = scores[[i for i, m in enumerate(dev) if m.language == language and m.gold == "none"]]
+                cut = min((t / 100 for t in range(5, 100) if (neg >= t / 100).mean() <= cap), default=1.0)
+                figures.setdefault(f"{language}/auc", []).append(_auc(pos, neg))
+                figures.setdefault(f"{language}/recall", []).append(float((pos >= cut).mean()))
+        rows.append({"fraction": fraction, **{key: float(np.mean(v)) for key, v in figures.items()}})
+    return rows
+
+
 def train(args: TrainArgs) -> dict:
     """Fit, cross-validate, choose thresholds, refit on everything; return the JSON to ship."""
     import numpy as np
@@ -200,11 +259,7 @@ def train(args: TrainArgs) -> dict:
         y = np.array([m.gold in positive for m in messages], dtype=float)
         weight = _weights(messages, y, is_dev, args.dev_weight,
                           args.crisis_concern_weight if head == "crisis" else None)
-        oof[head] = np.zeros(len(messages))
-        for k in range(args.folds):
-            train_idx, test_idx = np.where(fold != k)[0], np.where(fold == k)[0]
-            w, b = fit_head(x.take(train_idx), y[train_idx], weight[train_idx], args.buckets, args.l2, args.steps)
-            oof[head][test_idx] = 1.0 / (1.0 + np.exp(-(x.take(test_idx).dot(w) + b)))
+        oof[head] = out_of_fold(x, y, weight, fold, args)
         heads[head] = fit_head(x, y, weight, args.buckets, args.l2, args.steps)
     thresholds, figures = {"crisis": {}, "risk": {}}, {}
     for language in ("zh", "en"):
@@ -255,6 +310,18 @@ def _per_language(spec: str) -> dict:
     return values
 
 
+def curve_table(rows: list[dict], caps: dict) -> str:
+    """:func:`learning_curve` as a Markdown table."""
+    languages = list(caps)
+    lines = ["| share of dev fitted | dev rows per fit | " + " | ".join(
+        f"{lang} AUC | {lang} recall at {caps[lang]:.0%} benign" for lang in languages) + " |",
+        "|---" * (2 + 2 * len(languages)) + "|"]
+    for row in rows:
+        lines.append(f"| {row['fraction']:.2f} | {row['dev_rows_fitted']:.0f} | " + " | ".join(
+            f"{row[lang + '/auc']:.3f} | {row[lang + '/recall']:.3f}" for lang in languages) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train and write the classifier JSON; print the cross-validated dev figures behind the thresholds."""
     parser = argparse.ArgumentParser(prog="python -m cbt_llm.safety.train_classifier", description=__doc__.split("\n")[0])
@@ -269,8 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight of the project's own concern rows as crisis-head negatives, e.g. zh=0.3,en=1")
     for name in ("steps", "folds", "seed"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="print out-of-fold dev figures of the crisis head fitted on growing shares of dev, write nothing")
     ns = parser.parse_args(argv)
+    curve = vars(ns).pop("learning_curve")
     args = TrainArgs(**vars(ns))
+    if curve:
+        print(curve_table(learning_curve(args), args.max_benign_crisis))
+        return 0
     data = train(args)
     args.output.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({h: data["heads"][h]["thresholds"] for h in data["heads"]}))
