@@ -40,15 +40,17 @@ def test_per_language_options_parse_and_name_what_is_wrong():
 
 @pytest.fixture
 def small_args(tmp_path) -> TrainArgs:
-    """A stand-in "dev" file in the crisis_real format, made from the project's own held-in messages."""
-    dev = tmp_path / "dev.jsonl"
-    own = read_labelled(DATA / "safety_eval.jsonl")
-    with dev.open("w", encoding="utf-8") as f:
-        for m in own[::3]:
-            label = {"none": "benign"}.get(m.gold, m.gold)
-            f.write(json.dumps({"text": m.text, "label": label, "lang": m.language, "source": "stand-in"},
-                               ensure_ascii=False) + "\n")
-    return TrainArgs(dev=dev, own=[DATA / "safety_train.jsonl"], buckets=1 << 12, steps=60, folds=3,
+    """Two stand-in real files in the crisis_real format, made from the project's own held-in messages."""
+    own = read_labelled(DATA / "safety_eval.jsonl")[::3]
+    files = [tmp_path / "dev.jsonl", tmp_path / "more" / "train.jsonl"]
+    files[1].parent.mkdir()
+    for k, path in enumerate(files):
+        with path.open("w", encoding="utf-8") as f:
+            for m in own[k::2]:
+                label = {"none": "benign"}.get(m.gold, m.gold)
+                f.write(json.dumps({"text": m.text, "label": label, "lang": m.language, "source": "stand-in"},
+                                   ensure_ascii=False) + "\n")
+    return TrainArgs(dev=files, own=[DATA / "safety_train.jsonl"], buckets=1 << 12, steps=60, folds=3,
                      max_benign_crisis={"zh": 0.05, "en": 0.0})
 
 
@@ -61,6 +63,9 @@ def test_a_small_training_run_chooses_thresholds_per_language(small_args, capsys
     figures = data["card"]["cross_validated_dev"]
     assert figures["en/crisis"]["benign_flagged"] == 0.0 and figures["zh/crisis"]["benign_flagged"] <= 0.05
     assert "zh 0.3" in data["card"]["crisis_head_concern_rows"]
+    trained_on = data["card"]["trained_on"]
+    assert trained_on[f"{args.dev[0].parent.name}/dev.jsonl (not shipped)"] == 102
+    assert trained_on["more/train.jsonl (not shipped)"] == 102 and trained_on["safety_train.jsonl"] > 0
     assert "out of fold" in capsys.readouterr().out
 
 

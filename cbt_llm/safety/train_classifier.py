@@ -20,7 +20,8 @@ project's own zh concern rows (distress without a stated wish to die, 活着好�
 PsySUICIDE's crisis label covers passive ideation told as a distress narrative, and at full weight those
 rows taught the head to miss it (out-of-fold dev zh AUC 0.87 at 1, 0.88 at 0.3, 0.89 at 0).
 
-``--learning-curve`` trains nothing: it prints the crisis head's out-of-fold dev figures when each fit sees
+``--dev`` takes more than one file: further externally labelled real messages (never ``test.jsonl``) join dev
+in training and in choosing the thresholds. ``--learning-curve`` trains nothing: it prints the crisis head's out-of-fold dev figures when each fit sees
 only a share of dev, to tell whether more real labelled rows would still move it.
 """
 
@@ -50,7 +51,7 @@ HEADS = {"crisis": ("crisis",), "risk": ("concern", "crisis")}
 class TrainArgs:
     """Command-line options of the trainer."""
 
-    dev: Path
+    dev: list  # externally labelled real messages: crisis_real/dev.jsonl, and any more such files
     own: list = field(default_factory=lambda: [ROOT / "tests/data/safety_eval.jsonl",
                                                ROOT / "tests/data/safety_train.jsonl"])
     output: Path = Path(__file__).with_name("classifier.json")
@@ -187,6 +188,16 @@ def out_of_fold_level(rules, crisis: float, risk: float, thresholds: dict, langu
     return level
 
 
+def _training_rows(args: TrainArgs) -> tuple:
+    """The real (dev) messages, the project's own, which rows are real, and their features."""
+    import numpy as np
+
+    dev = [m for path in args.dev for m in read_labelled(path)]
+    own = [m for path in args.own for m in read_labelled(path)]
+    is_dev = np.array([i < len(dev) for i in range(len(dev) + len(own))])
+    return dev, own, is_dev, Design([features(m.text, args.buckets) for m in dev + own])
+
+
 def out_of_fold(x: Design, y, weight, fold, args: TrainArgs, keep=None):
     """Every row's score from the head fitted on the other folds; only rows where ``keep`` is true are fitted on."""
     import numpy as np
@@ -217,11 +228,8 @@ def learning_curve(args: TrainArgs, fractions: tuple = (0.0, 0.25, 0.5, 0.75, 1.
     """
     import numpy as np
 
-    dev = read_labelled(args.dev)
-    own = [m for path in args.own for m in read_labelled(path)]
+    dev, own, is_dev, x = _training_rows(args)
     messages = dev + own
-    is_dev = np.array([i < len(dev) for i in range(len(messages))])
-    x = Design([features(m.text, args.buckets) for m in messages])
     y = np.array([m.gold == "crisis" for m in messages], dtype=float)
     weight = _weights(messages, y, is_dev, args.dev_weight, args.crisis_concern_weight)
     rows = []
@@ -247,11 +255,8 @@ def train(args: TrainArgs) -> dict:
     """Fit, cross-validate, choose thresholds, refit on everything; return the JSON to ship."""
     import numpy as np
 
-    dev = read_labelled(args.dev)
-    own = [m for path in args.own for m in read_labelled(path)]
+    dev, own, is_dev, x = _training_rows(args)
     messages = dev + own
-    is_dev = np.array([i < len(dev) for i in range(len(messages))])
-    x = Design([features(m.text, args.buckets) for m in messages])
     rules = [assess_lexicon(m.text) for m in messages]
     fold = np.array(_fold_ids(messages, args.folds, args.seed))
     heads, oof = {}, {}
@@ -283,7 +288,7 @@ def train(args: TrainArgs) -> dict:
                          "weights": base64.b64encode(array("f", w[used].tolist()).tobytes()).decode()}
                   for head, (w, b) in heads.items()},
         "card": {
-            "trained_on": {"crisis_real/dev.jsonl (not shipped)": len(dev),
+            "trained_on": {**{f"{Path(p).parent.name}/{Path(p).name} (not shipped)": len(read_labelled(p)) for p in args.dev},
                            **{Path(p).name: sum(1 for m in own if m.source == Path(p).name) for p in args.own}},
             "sources": "PsySUICIDE (Qiu et al., EMNLP 2024, MIT); Reddit C-SSRS (Gaur et al., WWW 2019, CC BY); "
                        "Reddit Mental Health Dataset (Low et al., JMIR 2020, CC BY 4.0); cbt-llm's own messages",
@@ -325,8 +330,9 @@ def curve_table(rows: list[dict], caps: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Train and write the classifier JSON; print the cross-validated dev figures behind the thresholds."""
     parser = argparse.ArgumentParser(prog="python -m cbt_llm.safety.train_classifier", description=__doc__.split("\n")[0])
-    parser.add_argument("--dev", type=Path, required=True, help="crisis_real/dev.jsonl")
-    defaults = TrainArgs(dev=Path())
+    parser.add_argument("--dev", type=Path, nargs="+", required=True,
+                        help="crisis_real/dev.jsonl, and any more files of externally labelled real messages")
+    defaults = TrainArgs(dev=[])
     parser.add_argument("--output", type=Path, default=defaults.output)
     for name in ("l2", "dev_weight", "max_benign_risk"):
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=getattr(defaults, name))
