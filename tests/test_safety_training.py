@@ -1,4 +1,4 @@
-"""The classifier trainer: how rows are weighed, the per-language options, and a small real training run."""
+"""The classifier trainer: how rows are weighed, the per-language options, a small real training run and the learning curve."""
 
 import argparse
 import json
