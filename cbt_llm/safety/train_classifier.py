@@ -20,9 +20,10 @@ project's own zh concern rows (distress without a stated wish to die, 活着好�
 PsySUICIDE's crisis label covers passive ideation told as a distress narrative, and at full weight those
 rows taught the head to miss it (out-of-fold dev zh AUC 0.87 at 1, 0.88 at 0.3, 0.89 at 0).
 
-``--dev`` takes more than one file: further externally labelled real messages (never ``test.jsonl``) join dev
-in training and in choosing the thresholds. ``--learning-curve`` trains nothing: it prints the crisis head's out-of-fold dev figures when each fit sees
-only a share of dev, to tell whether more real labelled rows would still move it.
+``--dev`` takes more than one file: further externally labelled real messages (never ``test.jsonl``) join
+dev in training and in choosing the thresholds. ``--learning-curve`` trains nothing: it prints the crisis
+head's out-of-fold dev figures when each fit sees only a share of dev, to tell whether more real labelled
+rows would still move it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import random
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.classifier import FEATURE_VERSION, features
@@ -45,13 +47,14 @@ from cbt_llm.safety.rules import assess_lexicon
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADS = {"crisis": ("crisis",), "risk": ("concern", "crisis")}
+THRESHOLDS = [i / 100 for i in range(5, 100)]  # the grid every threshold is chosen from
 
 
 @dataclass
 class TrainArgs:
     """Command-line options of the trainer."""
 
-    dev: list  # externally labelled real messages: crisis_real/dev.jsonl, and any more such files
+    dev: list[Path]  # externally labelled real messages: crisis_real/dev.jsonl, and any more such files
     own: list = field(default_factory=lambda: [ROOT / "tests/data/safety_eval.jsonl",
                                                ROOT / "tests/data/safety_train.jsonl"])
     output: Path = Path(__file__).with_name("classifier.json")
@@ -161,10 +164,9 @@ def choose_threshold(scores, gold: list[str], rules: list, positive: tuple, cap:
     ``rules`` are the rules' verdicts; as in :func:`~cbt_llm.safety.guard.assess_risk`, the classifier
     does not raise to crisis what the rules set aside.
     """
-    grid = [i / 100 for i in range(5, 100)]
     best = None
     blocked = [positive == ("crisis",) and set_aside_by_rules(r) for r in rules]
-    for t in grid:
+    for t in THRESHOLDS:
         flagged = [r.level in positive or (s >= t and not b) for s, r, b in zip(scores, rules, blocked)]
         benign = [f for f, g in zip(flagged, gold) if g == "none"]
         crisis = [f for f, g in zip(flagged, gold) if g == "crisis"]
@@ -188,14 +190,28 @@ def out_of_fold_level(rules, crisis: float, risk: float, thresholds: dict, langu
     return level
 
 
-def _training_rows(args: TrainArgs) -> tuple:
-    """The real (dev) messages, the project's own, which rows are real, and their features."""
+class TrainingRows(NamedTuple):
+    """What the trainer fits on: the real (dev) messages first, then the project's own."""
+
+    dev: list[LabelledMessage]
+    own: list[LabelledMessage]
+    messages: list[LabelledMessage]  # dev + own
+    is_dev: object  # numpy bool array over messages
+    x: Design
+    per_file: dict  # real file -> how many messages it gave
+
+
+def _training_rows(args: TrainArgs) -> TrainingRows:
+    """Read every real and own file once and hash its messages' features."""
     import numpy as np
 
-    dev = [m for path in args.dev for m in read_labelled(path)]
+    per_path = {Path(path): read_labelled(path) for path in args.dev}
+    dev = [m for messages in per_path.values() for m in messages]
     own = [m for path in args.own for m in read_labelled(path)]
-    is_dev = np.array([i < len(dev) for i in range(len(dev) + len(own))])
-    return dev, own, is_dev, Design([features(m.text, args.buckets) for m in dev + own])
+    messages = dev + own
+    return TrainingRows(dev, own, messages, np.array([i < len(dev) for i in range(len(messages))]),
+                        Design([features(m.text, args.buckets) for m in messages]),
+                        {f"{path.parent.name}/{path.name}": len(rows) for path, rows in per_path.items()})
 
 
 def out_of_fold(x: Design, y, weight, fold, args: TrainArgs, keep=None):
@@ -228,10 +244,12 @@ def learning_curve(args: TrainArgs, fractions: tuple = (0.0, 0.25, 0.5, 0.75, 1.
     """
     import numpy as np
 
-    dev, own, is_dev, x = _training_rows(args)
-    messages = dev + own
+    dev, _, messages, is_dev, x, _ = _training_rows(args)
     y = np.array([m.gold == "crisis" for m in messages], dtype=float)
     weight = _weights(messages, y, is_dev, args.dev_weight, args.crisis_concern_weight)
+    groups = {language: ([i for i, m in enumerate(dev) if m.language == language and m.gold == "crisis"],
+                         [i for i, m in enumerate(dev) if m.language == language and m.gold == "none"])
+              for language in args.max_benign_crisis}
     rows = []
     for fraction in fractions:
         figures: dict = {}
@@ -242,9 +260,8 @@ def learning_curve(args: TrainArgs, fractions: tuple = (0.0, 0.25, 0.5, 0.75, 1.
             scores = out_of_fold(x, y, weight, fold, args, keep)
             figures.setdefault("dev_rows_fitted", []).append((keep & is_dev).sum() * (args.folds - 1) / args.folds)
             for language, cap in args.max_benign_crisis.items():
-                pos = scores[[i for i, m in enumerate(dev) if m.language == language and m.gold == "crisis"]]
-                neg = scores[[i for i, m in enumerate(dev) if m.language == language and m.gold == "none"]]
-                cut = min((t / 100 for t in range(5, 100) if (neg >= t / 100).mean() <= cap), default=1.0)
+                pos, neg = scores[groups[language][0]], scores[groups[language][1]]
+                cut = min((t for t in THRESHOLDS if (neg >= t).mean() <= cap), default=1.0)
                 figures.setdefault(f"{language}/auc", []).append(_auc(pos, neg))
                 figures.setdefault(f"{language}/recall", []).append(float((pos >= cut).mean()))
         rows.append({"fraction": fraction, **{key: float(np.mean(v)) for key, v in figures.items()}})
@@ -255,8 +272,7 @@ def train(args: TrainArgs) -> dict:
     """Fit, cross-validate, choose thresholds, refit on everything; return the JSON to ship."""
     import numpy as np
 
-    dev, own, is_dev, x = _training_rows(args)
-    messages = dev + own
+    dev, own, messages, is_dev, x, per_file = _training_rows(args)
     rules = [assess_lexicon(m.text) for m in messages]
     fold = np.array(_fold_ids(messages, args.folds, args.seed))
     heads, oof = {}, {}
@@ -288,7 +304,7 @@ def train(args: TrainArgs) -> dict:
                          "weights": base64.b64encode(array("f", w[used].tolist()).tobytes()).decode()}
                   for head, (w, b) in heads.items()},
         "card": {
-            "trained_on": {**{f"{Path(p).parent.name}/{Path(p).name} (not shipped)": len(read_labelled(p)) for p in args.dev},
+            "trained_on": {**{f"{name} (not shipped)": count for name, count in per_file.items()},
                            **{Path(p).name: sum(1 for m in own if m.source == Path(p).name) for p in args.own}},
             "sources": "PsySUICIDE (Qiu et al., EMNLP 2024, MIT); Reddit C-SSRS (Gaur et al., WWW 2019, CC BY); "
                        "Reddit Mental Health Dataset (Low et al., JMIR 2020, CC BY 4.0); cbt-llm's own messages",
