@@ -11,7 +11,7 @@ from cbt_llm.chat import (
     trim_history,
 )
 from cbt_llm.data.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
-from cbt_llm.endpoints import estimate_tokens
+from cbt_llm.engine.endpoints import estimate_tokens
 from cbt_llm.errors import CbtLlmError
 
 

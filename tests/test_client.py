@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from chat_server import ChatServer
 
-from cbt_llm.generation.client import FatalAPIError, RequestEngine, RequestFailed
-from cbt_llm.generation.ratelimit import parse_retry_after
+from cbt_llm.engine.client import FatalAPIError, RequestEngine, RequestFailed
+from cbt_llm.engine.ratelimit import parse_retry_after
 
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 

@@ -3,7 +3,7 @@
 import pytest
 from chat_server import ChatServer
 
-from cbt_llm.endpoints import api_errors, json_object, json_values, openai_client
+from cbt_llm.engine.endpoints import api_errors, json_object, json_values, openai_client
 from cbt_llm.errors import CbtLlmError
 
 

@@ -15,7 +15,7 @@ from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation import batch
 from cbt_llm.generation.annotate import annotate, parse_labels
 from cbt_llm.generation.generate import generate
-from cbt_llm.generation.store import JsonlStore
+from cbt_llm.engine.store import JsonlStore
 
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
@@ -182,7 +182,7 @@ def test_api_key_never_lands_in_outputs_or_logs(tmp_path, cli, monkeypatch):
 
 
 def test_generate_stays_light():
-    code = ("import sys\nfrom cbt_llm.cli import main\nimport cbt_llm.generation.generate, cbt_llm.generation.client\n"
+    code = ("import sys\nfrom cbt_llm.cli import main\nimport cbt_llm.generation.generate, cbt_llm.engine.client\n"
             "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'trl', 'peft') if m in sys.modules))")  # the parser is transformers'
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,13 +9,8 @@ from cbt_llm.data.prompts import STEP_KEYS
 from cbt_llm.data.splits import sample_path
 from cbt_llm.evaluation.structure import cbt_structure_score
 from cbt_llm.generation.dedup import near_duplicates
-from cbt_llm.generation.quality import (
-    check_answer,
-    detect_steps,
-    split_sentences,
-    step_scores,
-    supported_steps,
-)
+from cbt_llm.generation.quality import check_answer
+from cbt_llm.steps import detect_steps, split_sentences, step_scores, supported_steps
 
 SAMPLE = [json.loads(line) for line in sample_path().read_text(encoding="utf-8").splitlines() if line.strip()]
 EN_ANSWER = "\n\n".join(EN_STEPS[key][0] for key in STEP_KEYS)

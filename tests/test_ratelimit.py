@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cbt_llm.generation.ratelimit import AdaptiveRateLimiter
+from cbt_llm.engine.ratelimit import AdaptiveRateLimiter
 
 
 class VirtualTime:

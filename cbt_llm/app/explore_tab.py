@@ -12,7 +12,7 @@ from pathlib import Path
 from cbt_llm.app.texts import ui
 from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, STEP_KEYS
 from cbt_llm.errors import CbtLlmError, first_line
-from cbt_llm.generation.quality import (
+from cbt_llm.steps import (
     detect_steps,
     language_share,
     supported_steps,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from cbt_llm.endpoints import estimate_tokens
+from cbt_llm.engine.endpoints import estimate_tokens
 from cbt_llm.errors import CbtLlmError, first_line
 
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -153,7 +153,7 @@ class EndpointBackend:
                  max_retries: int = 2):
         import openai
 
-        from cbt_llm.endpoints import openai_client, resolve_api_key
+        from cbt_llm.engine.endpoints import openai_client, resolve_api_key
 
         self._openai = openai
         self.model, self.base_url = model, base_url

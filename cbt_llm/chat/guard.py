@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import SYSTEM_PROMPTS
-from cbt_llm.endpoints import PER_MESSAGE_TOKENS, estimate_tokens
+from cbt_llm.engine.endpoints import PER_MESSAGE_TOKENS, estimate_tokens
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety import CONTEXT_TURNS, Risk, assess_conversation, detect_language
 from cbt_llm.safety.guard import as_text

@@ -15,6 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from cbt_llm.cli.common import Command
+from cbt_llm.config import on_command_line
 from cbt_llm.errors import CbtLlmError
 
 
@@ -46,7 +47,8 @@ def parse_args(argv: Sequence[str]) -> tuple[Command, Any]:
 
     namespace = build_parser().parse_args(translate(list(argv)))
     command = namespace.cbt_llm_command
-    return command, command.arguments(**{f.name: getattr(namespace, f.name) for f in fields(command.arguments)})
+    return command, command.arguments(**{f.name: getattr(namespace, f.name) for f in fields(command.arguments)
+                                        if on_command_line(f)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

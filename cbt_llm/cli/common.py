@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 from argparse import ArgumentDefaultsHelpFormatter
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
+
+from cbt_llm.config import on_command_line, option, positional  # noqa: F401 - re-exported for the command modules
 
 
 @dataclass(frozen=True)
@@ -28,18 +30,6 @@ class Group:
     help: str
     description: str
     commands: tuple[Command, ...]
-
-
-def option(default: Any = MISSING, help: str = "", **metadata: Any) -> Any:
-    """A dataclass field that becomes ``--name`` / ``--name-with-dashes``; without a default it is required."""
-    if isinstance(default, list):
-        return field(default_factory=default.copy, metadata={"help": help, **metadata})
-    return field(default=default, metadata={"help": help, **metadata})
-
-
-def positional(help: str, **metadata: Any) -> Any:
-    """A required dataclass field given without a flag (``cbt-llm validate FILE``)."""
-    return field(metadata={"help": help, "positional": True, **metadata})
 
 
 def values(args: Any, group: type) -> dict[str, Any]:
@@ -67,6 +57,8 @@ def command_parser_class() -> type:
         @staticmethod
         def _parse_dataclass_field(parser, dataclass_field):
             metadata = dict(dataclass_field.metadata)
+            if not on_command_line(dataclass_field):
+                return
             if metadata.pop("positional", False):
                 parser.add_argument(dataclass_field.name, **metadata)
             else:

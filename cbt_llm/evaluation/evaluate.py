@@ -204,7 +204,7 @@ def _default_names(paths: list) -> list[str]:
 
 
 def _judgements_by_system(paths, means) -> dict[str, dict]:
-    from cbt_llm.generation.store import JsonlStore
+    from cbt_llm.engine.store import JsonlStore
 
     result = {}
     for path in paths:
@@ -232,7 +232,7 @@ def _card_system(systems: list[SystemResult], card: str | Path, wanted: str | No
 
 
 def _write_json(report: Report, references: str, dataset: str) -> Path:
-    from cbt_llm.generation.store import utc_now
+    from cbt_llm.engine.store import utc_now
 
     args = reproducibility(report.systems[0].metric_settings)
     data = {

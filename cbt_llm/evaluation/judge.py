@@ -29,16 +29,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cbt_llm.endpoints import (
+from cbt_llm.engine.endpoints import (
     answer_of,
     estimate_message_tokens,
     json_values,
     resolve_api_key,
 )
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.generation.client import RequestEngine, RequestFailed
-from cbt_llm.generation.runner import EndpointConfig, RunStats, resume, run_requests
-from cbt_llm.generation.store import JsonlStore, utc_now
+from cbt_llm.engine.client import RequestEngine, RequestFailed
+from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.store import JsonlStore, utc_now
 
 CRITERIA = ("relevance", "cbt_structure", "helpfulness")
 JUDGE_VERSION = "judge-zh-v1"

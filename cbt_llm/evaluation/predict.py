@@ -33,17 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, chat_prompt
-from cbt_llm.endpoints import answer_of, resolve_api_key
+from cbt_llm.engine.endpoints import answer_of, resolve_api_key
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.generation.client import RequestEngine, RequestFailed
-from cbt_llm.generation.runner import (
+from cbt_llm.engine.client import RequestEngine, RequestFailed
+from cbt_llm.engine.runner import (
     EndpointConfig,
     Progress,
     RunStats,
     resume,
     run_requests,
 )
-from cbt_llm.generation.store import JsonlStore, utc_now
+from cbt_llm.engine.store import JsonlStore, utc_now
 from cbt_llm.models.loading import load_model_and_tokenizer
 
 GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")

@@ -32,7 +32,7 @@ class StructureResult:
 
 def structure_of(text: str, language: str = "zh") -> StructureResult:
     """Per-step detection (``cbt_llm.generation.quality.detect_steps``) and the 0/1/2 score from it."""
-    from cbt_llm.generation.quality import detect_steps
+    from cbt_llm.steps import detect_steps
 
     detection = detect_steps(text or "", language)
     present = {key: bool(detection.present[key]) for key in STEP_KEYS}

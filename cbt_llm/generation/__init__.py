@@ -1,1 +1,1 @@
-"""Answers from OpenAI-compatible teachers: the client, the resumable runner, generate, batch, annotate and the quality checks."""
+"""Answers from OpenAI-compatible teachers: generate, batch, annotate, the quality check and near-duplicates."""

@@ -20,11 +20,11 @@ from typing import Any
 
 from cbt_llm.data.prompts import COGNITIVE_DISTORTIONS
 from cbt_llm.data.sources import iter_json_objects
-from cbt_llm.endpoints import answer_of, json_values, resolve_api_key
+from cbt_llm.engine.endpoints import answer_of, json_values, resolve_api_key
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.generation.client import RequestEngine, RequestFailed
-from cbt_llm.generation.runner import EndpointConfig, RunStats, resume, run_requests
-from cbt_llm.generation.store import utc_now
+from cbt_llm.engine.client import RequestEngine, RequestFailed
+from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.store import utc_now
 
 DEFINITIONS = {
     "all_or_nothing": ("seeing things in two categories only, success or total failure",

@@ -28,7 +28,7 @@ from typing import Any
 
 from cbt_llm.data.prompts import get_prompt
 from cbt_llm.data.sources import read_questions
-from cbt_llm.endpoints import DEFAULT_API_KEY_ENV, answer_of, api_errors, openai_client
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, answer_of, api_errors, openai_client
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation.generate import (
     GenerateOptions,
@@ -41,8 +41,8 @@ from cbt_llm.generation.generate import (
     select_questions,
 )
 from cbt_llm.generation.quality import check_answer
-from cbt_llm.generation.runner import Progress, resume
-from cbt_llm.generation.store import JsonlStore
+from cbt_llm.engine.runner import Progress, resume
+from cbt_llm.engine.store import JsonlStore
 
 MAX_BATCH_REQUESTS = 50_000
 TERMINAL = ("completed", "failed", "expired", "cancelled")

@@ -1,7 +1,7 @@
 """Generate CBT answers for a questions file with any OpenAI-compatible model: fast, resumable, nothing lost.
 
 ``generate(input, output, model, ...)`` (and ``cbt-llm generate``) sends one request per
-question through ``cbt_llm.generation.client.RequestEngine`` (concurrency, optional rpm/tpm, adaptive
+question through ``cbt_llm.engine.client.RequestEngine`` (concurrency, optional rpm/tpm, adaptive
 backoff on 429, retries), checks every answer with ``cbt_llm.generation.quality`` (re-asking up to a bound)
 and writes one JSON line per question id to the output file:
 
@@ -26,17 +26,17 @@ from typing import Any
 
 from cbt_llm.data.prompts import STEP_KEYS, PromptTemplate, get_prompt
 from cbt_llm.data.sources import Question, read_questions
-from cbt_llm.endpoints import answer_of, estimate_message_tokens, resolve_api_key
+from cbt_llm.engine.endpoints import answer_of, estimate_message_tokens, resolve_api_key
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.generation.client import RequestEngine, RequestFailed
+from cbt_llm.engine.client import RequestEngine, RequestFailed
 from cbt_llm.generation.dedup import duplicate_groups, near_duplicates
 from cbt_llm.generation.quality import (
     DEFAULT_QUALITY,
     QualityConfig,
     check_answer,
 )
-from cbt_llm.generation.runner import EndpointConfig, RunStats, resume, run_requests
-from cbt_llm.generation.store import JsonlStore, utc_now
+from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.store import JsonlStore, utc_now
 
 # Assumed answer lengths for --dry-run (tokens), from the bundled sample (~580 Chinese characters).
 EXPECTED_COMPLETION_TOKENS = {"zh": 700, "en": 500}

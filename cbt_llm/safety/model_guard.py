@@ -20,7 +20,7 @@ from cbt_llm.safety.risk import RANK
 
 def _client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
     """The project's OpenAI client for a guard; a missing key is an error unless ``base_url`` is a local server."""
-    from cbt_llm.endpoints import openai_client, resolve_api_key
+    from cbt_llm.engine.endpoints import openai_client, resolve_api_key
 
     return openai_client(base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout,
                          max_retries=max_retries)

@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cbt_llm.endpoints import openai_client, scrub
+from cbt_llm.engine.endpoints import openai_client, scrub
 from cbt_llm.errors import CbtLlmError, first_line
-from cbt_llm.generation.ratelimit import AdaptiveRateLimiter, parse_retry_after
+from cbt_llm.engine.ratelimit import AdaptiveRateLimiter, parse_retry_after
 
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MAX_RATE_LIMITED = 50   # 429s one request may see before it fails; the run as a whole slows down first

@@ -16,30 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cbt_llm.endpoints import DEFAULT_API_KEY_ENV, resolve_api_key
-from cbt_llm.generation.client import RequestEngine, for_each
-from cbt_llm.generation.store import JsonlStore, ResumeState, clean_stale_temp_files
+from cbt_llm.engine.client import RequestEngine, for_each
+from cbt_llm.engine.config import EndpointConfig
+from cbt_llm.engine.store import JsonlStore, ResumeState, clean_stale_temp_files
 
 T = TypeVar("T")
-
-
-@dataclass
-class EndpointConfig:
-    """Where the OpenAI-compatible server is and how hard to push it (the flags every such stage shares)."""
-
-    base_url: str | None = None
-    api_key_env: str = DEFAULT_API_KEY_ENV
-    concurrency: int = 16
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 120.0
-    max_attempts: int = 6
-
-    def engine(self) -> RequestEngine:
-        """A request engine with the key read from ``api_key_env``."""
-        return RequestEngine(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
-                             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, timeout=self.timeout,
-                             max_attempts=self.max_attempts)
 
 
 @dataclass

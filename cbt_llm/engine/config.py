@@ -1,0 +1,55 @@
+"""Where an OpenAI-compatible server is and how hard to push it: the fields every server-facing stage shares.
+
+``ServerConfig`` is enough for one conversation (chat, app, the guard's model layer); ``EndpointConfig``
+adds what a stage that sends many requests needs (concurrency, rate caps, retries) and makes the
+``RequestEngine``; ``ServedModelConfig`` adds the served model's name. Stage configs extend these, so
+each flag is declared here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cbt_llm.config import option
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, resolve_api_key
+
+if TYPE_CHECKING:
+    from cbt_llm.engine.client import RequestEngine
+
+
+@dataclass(kw_only=True)
+class ServerConfig:
+    """An OpenAI-compatible server and the variable that holds its key."""
+
+    base_url: str | None = option(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: "
+                                  "OpenAI, or $OPENAI_BASE_URL)", metavar="URL")
+    api_key_env: str = option(DEFAULT_API_KEY_ENV, "environment variable holding the API key; the key itself is "
+                              "never taken from a flag", metavar="NAME")
+    timeout: float = option(120.0, "seconds per request", metavar="S")
+
+
+@dataclass(kw_only=True)
+class EndpointConfig(ServerConfig):
+    """A server asked many times at once: concurrency, optional rate caps, retries."""
+
+    concurrency: int = option(16, "requests in flight", metavar="N")
+    rpm: float | None = option(None, "requests-per-minute cap (the client still slows down by itself when the "
+                               "server answers 429)", metavar="N")
+    tpm: float | None = option(None, "tokens-per-minute cap", metavar="N")
+    max_attempts: int = option(6, "attempts per request for 5xx, timeouts and dropped connections", metavar="N")
+
+    def engine(self) -> RequestEngine:
+        """A request engine with the key read from ``api_key_env``."""
+        from cbt_llm.engine.client import RequestEngine
+
+        return RequestEngine(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
+                             concurrency=self.concurrency, rpm=self.rpm, tpm=self.tpm, timeout=self.timeout,
+                             max_attempts=self.max_attempts)
+
+
+@dataclass(kw_only=True)
+class ServedModelConfig(EndpointConfig):
+    """A named model on such a server (generate, annotate, judge)."""
+
+    model: str = option(help="model name on the server (e.g. gpt-4o-mini)")
