@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from chat_server import ChatServer  # noqa: E402
 
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV  # noqa: E402
+
 
 def write_questions(path: Path, n: int) -> Path:
     rows = [{"id": f"q{i}", "question": f"第{i}个问题：最近压力很大，总是睡不好怎么办？", "description": f"描述{i}"}
@@ -48,10 +50,10 @@ def sequential(server: ChatServer, questions: Path, n: int) -> None:
 
 def cli_generate(server: ChatServer, questions: Path, output: Path, concurrency: int) -> str:
     cli = Path(sys.executable).parent / "cbt-llm"
-    env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
-    result = subprocess.run([str(cli), "generate", "--input", str(questions), "--output", str(output),
-                             "--model", "bench", "--base-url", server.base_url, "--concurrency", str(concurrency),
-                             "--no-progress"], env=env, capture_output=True, text=True, timeout=1200)
+    env = {**os.environ, DEFAULT_API_KEY_ENV: "sk-bench"}
+    result = subprocess.run([str(cli), "generate", "--input", str(questions), "--output_file", str(output),
+                             "--model", "bench", "--base_url", server.base_url, "--concurrency", str(concurrency),
+                             "--no_progress"], env=env, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
         raise SystemExit(result.stderr)
     return result.stdout

@@ -29,7 +29,7 @@ def main() -> None:
     import torch
 
     from cbt_llm.data.prompts import chat_prompt
-    from cbt_llm.evaluation.predict import generate_batch, predict
+    from cbt_llm.evaluation.predict import PredictConfig, generate_batch, predict
     from cbt_llm.models.loading import load_model_and_tokenizer
     from cbt_llm.models.tiny import tiny_model_path
 
@@ -43,8 +43,9 @@ def main() -> None:
         for batch_size in args.batch_sizes:
             out = Path(tmp) / f"b{batch_size}.jsonl"
             started = time.perf_counter()
-            summary = predict(out, model=model, split="train", limit=args.questions, batch_size=batch_size,
-                              max_new_tokens=args.max_new_tokens, device=args.device, progress=False)
+            summary = predict(PredictConfig(output_file=out, model_name_or_path=model, split="train",
+                                            limit=args.questions, batch_size=batch_size,
+                                            max_new_tokens=args.max_new_tokens, device=args.device, progress=False))
             seconds = time.perf_counter() - started
             records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
             answers[batch_size] = {r["id"]: r["prediction"] for r in records}

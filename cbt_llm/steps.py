@@ -120,6 +120,7 @@ class StepDetection:
 
 
 _OPEN_QUOTES, _CLOSE_QUOTES = "“‘「『", "”’」』"
+_CLOSE_QUOTES_TUPLE = tuple(_CLOSE_QUOTES)
 _TERMINATORS = {"zh": "。！？!?；;", "en": ".!?"}
 
 
@@ -130,23 +131,33 @@ def split_sentences(text: str, language: str = "zh") -> list[str]:
     sentences, current, depth = [], [], 0
     for i, char in enumerate(text):
         if char == "\n":
-            if depth == 0 or (i + 1 < len(text) and text[i + 1] == "\n"):
+            if depth == 0 or text[i + 1:i + 2] == "\n":  # a line break inside a quote ends it only when doubled
                 sentences.append("".join(current))
                 current, depth = [], 0
             continue
         current.append(char)
-        if char in _OPEN_QUOTES:
-            depth += 1
-        elif char in _CLOSE_QUOTES:
-            depth = max(depth - 1, 0)
-        if depth == 0 and (char in _TERMINATORS["zh"] or (char in _CLOSE_QUOTES and len(current) > 1
-                                                          and current[-2] in _TERMINATORS["zh"])):
-            if i + 1 < len(text) and text[i + 1] in _CLOSE_QUOTES:
-                continue
+        depth = _quote_depth(char, depth)
+        if depth == 0 and _ends_sentence(current) and not text.startswith(_CLOSE_QUOTES_TUPLE, i + 1):
             sentences.append("".join(current))
             current = []
     sentences.append("".join(current))
     return [s.strip() for s in sentences if s.strip()]
+
+
+def _quote_depth(char: str, depth: int) -> int:
+    """How deep in quoted speech the text is after ``char``."""
+    if char in _OPEN_QUOTES:
+        return depth + 1
+    if char in _CLOSE_QUOTES:
+        return max(depth - 1, 0)
+    return depth
+
+
+def _ends_sentence(current: list[str]) -> bool:
+    """Whether the characters so far end with end punctuation, or with end punctuation and a closing quote."""
+    last = current[-1]
+    return last in _TERMINATORS["zh"] or (last in _CLOSE_QUOTES and len(current) > 1
+                                          and current[-2] in _TERMINATORS["zh"])
 
 
 def step_scores(sentence: str, language: str = "zh") -> dict[str, float]:

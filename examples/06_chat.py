@@ -6,13 +6,14 @@ For the interactive terminal chat: cbt-llm chat --adapter examples_output/adapte
 
 import argparse
 
-from cbt_llm.chat import GenerationSettings, LocalBackend, notice, respond
+from cbt_llm.chat import ChatConfig, notice, respond
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--adapter", default="examples_output/adapter")
 args = parser.parse_args()
 
-backend = LocalBackend(adapter=args.adapter, settings=GenerationSettings(max_new_tokens=48, seed=0))
+# the options of `cbt-llm chat`, as one config; its back-end is the model the chat talks to
+backend = ChatConfig(adapter=args.adapter, max_new_tokens=48, seed=0).backend()
 print(notice("zh"))
 history: list[dict] = []
 for message in ("最近总是失眠，一躺下就想很多事情，怎么办？", "我不想活了，药已经准备好了。"):

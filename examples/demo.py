@@ -18,12 +18,12 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-from cbt_llm.data.build import build_dataset  # noqa: E402
+from cbt_llm.data.build import BuildConfig, build_dataset  # noqa: E402
 from cbt_llm.data.splits import sample_path, sample_questions_path  # noqa: E402
-from cbt_llm.evaluation.evaluate import evaluate_systems  # noqa: E402
-from cbt_llm.evaluation.predict import predict  # noqa: E402
-from cbt_llm.generation.generate import generate  # noqa: E402
-from cbt_llm.hub import push_adapter, push_dataset  # noqa: E402
+from cbt_llm.evaluation.evaluate import EvaluateConfig, evaluate_systems  # noqa: E402
+from cbt_llm.evaluation.predict import PredictConfig, predict  # noqa: E402
+from cbt_llm.generation.generate import GenerateConfig, generate  # noqa: E402
+from cbt_llm.hub import PushConfig, push  # noqa: E402
 from cbt_llm.models.serve import transformers_serve  # noqa: E402
 from cbt_llm.models.tiny import SMALL_MODEL_NAME, tiny_model_path  # noqa: E402
 from cbt_llm.training.train import main as train  # noqa: E402
@@ -81,16 +81,15 @@ def main() -> None:
 
     with stage("generate", logs):
         with transformers_serve(tiny_model_path()) as base_url:
-            gen = generate(sample_questions_path(), out / "generations.jsonl", str(tiny_model_path()),
-                           base_url=base_url, limit=args.generate_limit, max_tokens=96, max_asks=1,
-                           concurrency=4, progress=False)
+            gen = generate(GenerateConfig(input=sample_questions_path(), output_file=out / "generations.jsonl",
+                                          model=str(tiny_model_path()), base_url=base_url, limit=args.generate_limit,
+                                          max_new_tokens=96, max_asks=1, concurrency=4, progress=False))
     print(f"{out / 'generations.jsonl'}: {gen.counts['ok']} ok, {gen.counts['rejected']} rejected by the "
           f"five-step check (a tiny random teacher, served by `transformers serve`)")
 
     with stage("build", logs):
-        built = build_dataset([sample_path(), out / "generations.jsonl"], out / "cbt_qa",
-                              card={"pretty_name": "CBT QA (demo)", "license": "apache-2.0",
-                                    "questions_source": "other"})
+        built = build_dataset(BuildConfig(input=[sample_path(), out / "generations.jsonl"], output_dir=out / "cbt_qa",
+                                          pretty_name="CBT QA (demo)", license="apache-2.0", questions_source="other"))
     rows = built.num_rows["default"]
     print(f"{built.output_dir}: dataset folder, {sum(rows.values())} records ({', '.join(f'{k} {v}' for k, v in rows.items())}), "
           f"{sum(built.dropped.values())} dropped; card {built.output_dir / 'README.md'}")
@@ -104,24 +103,26 @@ def main() -> None:
     with stage("predict", logs):
         # Greedy, long enough for a whole answer (the sample's run 350-450 tokens), with a mild repetition
         # penalty: without it a model this small loops on one phrase. Base and adapter decode alike.
-        common = {"model": SMALL_MODEL_NAME, "dataset": str(out / "cbt_qa"), "split": "test", "max_new_tokens": 512,
-                  "do_sample": False, "repetition_penalty": 1.1, "seed": 0, "progress": False}
-        predict(out / "predictions" / "base.jsonl", **common)
-        predict(out / "predictions" / "cbt-lora.jsonl", adapter=str(adapter), **common)
+        common = {"model_name_or_path": SMALL_MODEL_NAME, "dataset": str(out / "cbt_qa"), "split": "test",
+                  "max_new_tokens": 512, "do_sample": False, "repetition_penalty": 1.1, "seed": 0, "progress": False}
+        predict(PredictConfig(output_file=out / "predictions" / "base.jsonl", **common))
+        predict(PredictConfig(output_file=out / "predictions" / "cbt-lora.jsonl", adapter=str(adapter), **common))
     print(f"{out / 'predictions'}: test-split answers from the base model and from the adapter")
 
     with stage("evaluate", logs):
-        report = evaluate_systems([out / "predictions" / "base.jsonl", out / "predictions" / "cbt-lora.jsonl"],
-                                  out / "report", names=["base", "cbt-lora"], dataset=str(out / "cbt_qa"),
-                                  bertscore=False, model_card=adapter / "README.md", card_system="cbt-lora",
-                                  note=REPORT_NOTE)
+        report = evaluate_systems(EvaluateConfig(
+            predictions=[out / "predictions" / "base.jsonl", out / "predictions" / "cbt-lora.jsonl"],
+            output_dir=out / "report", names=["base", "cbt-lora"], dataset=str(out / "cbt_qa"), bertscore=False,
+            model_card=adapter / "README.md", card_system="cbt-lora", note=REPORT_NOTE))
     print(f"{out / 'report'}: report.md, report.json and PNG plots, base vs adapter side by side, also written "
-          f"into the model card (BERTScore needs a BERT on disk: --bertscore-model PATH)")
+          f"into the model card (BERTScore needs a BERT on disk: --bertscore_model PATH)")
 
     with stage("upload", logs):
-        pushed = [push_dataset(out / "cbt_qa", "your-name/cbt_qa", dry_run=out / "upload" / "dataset"),
-                  push_adapter(adapter, "your-name/cbt-lora-tiny", dataset_repo_id="your-name/cbt_qa",
-                               dry_run=out / "upload" / "adapter")]
+        pushed = [push(PushConfig(kind="dataset", folder=out / "cbt_qa", repo_id="your-name/cbt_qa", dry_run=True,
+                                  output_dir=out / "upload" / "dataset")),
+                  push(PushConfig(kind="adapter", folder=adapter, repo_id="your-name/cbt-lora-tiny",
+                                  dataset_repo_id="your-name/cbt_qa", dry_run=True,
+                                  output_dir=out / "upload" / "adapter"))]
     print(f"{out / 'upload'}: exactly what `cbt-llm push` would upload ({', '.join(f'{p.repo_type} {len(p.files)} files' for p in pushed)})")
 
     print("\n" + summary(report))

@@ -27,6 +27,12 @@ def pytest_configure(config):
     os.environ["CBT_LLM_CACHE"] = os.path.join(_HF_HOME, "cbt_llm")  # the tiny model is made here once per run
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    # matplotlib builds its font cache on first use by running fc-list: do it now, before the fast tier's
+    # no-subprocess guard, so a report test on a fresh machine does not look like it starts a process.
+    try:
+        import matplotlib.font_manager  # noqa: F401
+    except ImportError:
+        pass
 
 
 SLOW_FIXTURES = {"cli", "tiny_model", "tiny_adapter", "tiny_bert", "hub"}

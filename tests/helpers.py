@@ -1,8 +1,11 @@
-"""Small builders of test records, shared by the dataset and records tests."""
+"""Small builders of test records, shared by the dataset and records tests, and the bundled sample's size."""
 
 import json
 
 from cbt_llm.data.prompts import STEP_KEYS
+
+# Records in the bundled sample (cbt_llm/data/sample/cbt_qa_sample.jsonl): the one place the tests pin its size.
+SAMPLE_SIZE = 66
 
 
 def make_record(id_, response="一段完整的回答。", **fields):

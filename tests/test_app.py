@@ -17,8 +17,9 @@ import pytest
 import yaml
 from app_helpers import make_report
 from chat_server import ChatServer
+from helpers import SAMPLE_SIZE
 
-from cbt_llm.app import build_app, export_space
+from cbt_llm.app import AppConfig, build_app, export_space
 from cbt_llm.app.chat_tab import GuardedChat
 from cbt_llm.app.explore_tab import (
     answer_segments,
@@ -46,7 +47,7 @@ def records():
 
 # ------------------------------------------------------------------------------------------ explorer
 def test_the_sample_loads_with_every_split(records):
-    assert len(records) == 66 and {r["split"] for r in records} == {"train", "validation", "test"}
+    assert len(records) == SAMPLE_SIZE and {r["split"] for r in records} == {"train", "validation", "test"}
 
 
 def test_filters_by_keyword_and_distortion(records):
@@ -105,13 +106,13 @@ def test_the_report_tab_shows_the_table_and_the_plots(tmp_path):
 # ----------------------------------------------------------------------------------------- the page
 def test_build_app_lays_out_the_notice_and_the_api(tmp_path):
     backend = EndpointBackend("test-model", "http://127.0.0.1:9/v1")  # never called: the page is only built
-    app = build_app(backend, report_dir=make_report(tmp_path / "report"), language="en")
+    app = build_app(AppConfig(report_dir=str(make_report(tmp_path / "report")), language="en"), backend)
     config = app.config
     html = [c["props"].get("value") for c in config["components"] if c["props"].get("elem_id") == "cbt-notice-box"]
     assert html and notice("en") in html[0]
     apis = {d["api_name"] for d in config["dependencies"] if d.get("api_visibility") == "public"}
     assert apis == {"chat", "reset"}
-    explorer_only = build_app(dataset=None)
+    explorer_only = build_app(AppConfig(dataset=None))
     assert explorer_only.cbt_chat is None
     assert {d["api_name"] for d in explorer_only.config["dependencies"] if d.get("api_visibility") == "public"} \
         == {"reset"}
@@ -122,6 +123,28 @@ def test_the_cli_binds_loopback_and_never_shares_by_default():
     assert (args.host, args.share, args.trace_file, args.dataset) == ("127.0.0.1", False, None, "cbt_qa")
     _, args = parse_args(["app", "--base-url", "http://x/v1", "--model", "m", "--export-space", "out", "--share"])
     assert (args.base_url, args.model, args.export_space, args.share) == ("http://x/v1", "m", "out", True)
+
+
+def test_the_served_model_and_the_model_to_load_are_two_options(capsys):
+    _, served = parse_args(["app", "--base_url", "http://x/v1", "--model", "m", "--guard_model", "g"])
+    assert (served.model, served.model_name_or_path, served.guard_model) == ("m", None, "g")
+    _, local = parse_args(["app", "--adapter", "a", "--model_name_or_path", "base"])
+    assert (local.adapter, local.model_name_or_path, local.model) == ("a", "base", None)
+    _, old = parse_args(["app", "--adapter", "a", "--model", "base"])  # the old spelling of the model to load
+    assert (old.model_name_or_path, old.model) == ("base", None)
+    assert "--model without --base_url is deprecated" in capsys.readouterr().err
+    with pytest.raises(CbtLlmError, match="not both"):
+        AppConfig(model_name_or_path="base", model="m")
+    with pytest.raises(CbtLlmError, match="--base_url needs --model"):
+        AppConfig(base_url="http://x/v1", model_name_or_path="base")
+
+
+def test_build_app_makes_the_served_backend_and_the_guard_model_from_the_config():
+    config = AppConfig(base_url="http://127.0.0.1:9/v1", model="served", max_new_tokens=64, dataset=None,
+                       guard_model="Qwen/Qwen3Guard-Gen-4B", guard_base_url="http://127.0.0.1:8/v1")
+    chat = build_app(config).cbt_chat  # nothing is sent: the page is only built
+    assert isinstance(chat.backend, EndpointBackend) and chat.backend.model == "served"
+    assert chat.backend.settings.max_new_tokens == 64 and chat.model_guard.model == "Qwen/Qwen3Guard-Gen-4B"
 
 
 # ------------------------------------------------------------------------------------------- Space
@@ -135,12 +158,14 @@ def test_export_space_writes_a_space_folder(tmp_path, monkeypatch):
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
     report = make_report(tmp_path / "report")
-    out = export_space(tmp_path / "space", adapter=str(adapter), dataset="someone/cbt_qa", report_dir=report)
+    out = export_space(AppConfig(adapter=str(adapter), dataset="someone/cbt_qa", report_dir=str(report),
+                                 export_space=str(tmp_path / "space")))
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter", "app.py", "report", "requirements.txt"]
     app_py = (out / "app.py").read_text(encoding="utf-8")
     compile(app_py, "app.py", "exec")
     assert "adapter=_here('adapter')" in app_py and "dataset='someone/cbt_qa'" in app_py
     assert "report_dir=_here('report')" in app_py and "launch_app(demo)" in app_py
+    assert "api_key_env" not in app_py and "host" not in app_py  # defaults and this machine's serving stay out
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "report" / "metrics.png").is_file()
     assert (out / "requirements.txt").read_text(encoding="utf-8") == f"cbt-llm[app]=={__version__}\n"
     readme = (out / "README.md").read_text(encoding="utf-8")
@@ -150,13 +175,18 @@ def test_export_space_writes_a_space_folder(tmp_path, monkeypatch):
     assert notice("zh") in readme and notice("en") in readme and "12356" in readme
     assert not any("sk-never-written" in p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
     with pytest.raises(CbtLlmError, match="must be empty or new"):
-        export_space(out)
+        export_space(AppConfig(export_space=str(out)))
 
 
 def test_export_space_for_a_served_model_names_the_secret(tmp_path):
-    out = export_space(tmp_path / "space", model="cbt", base_url="https://api.example.org/v1",
-                       api_key_env="CBT_KEY")
-    assert "base_url='https://api.example.org/v1'" in (out / "app.py").read_text(encoding="utf-8")
+    out = export_space(AppConfig(model="cbt", base_url="https://api.example.org/v1", api_key_env="CBT_KEY",
+                                 export_space=str(tmp_path / "space")))
+    app_py = (out / "app.py").read_text(encoding="utf-8")
+    assert "base_url='https://api.example.org/v1'" in app_py and "model='cbt'" in app_py
+    assert "api_key_env='CBT_KEY'" in app_py
+    space = {"__file__": str(out / "app.py"), "__name__": "space_app"}
+    exec(compile(app_py, "app.py", "exec"), space)  # the Space builds the same app (nothing is sent)
+    assert space["demo"].cbt_chat.backend.describe() == "model cbt at https://api.example.org/v1"
     assert "Space secret `CBT_KEY`" in (out / "README.md").read_text(encoding="utf-8")
 
 
@@ -242,6 +272,8 @@ def test_gradio_client_streams_a_turn_and_a_crisis_never_reaches_the_model(serve
 
 
 def test_the_cli_writes_a_space_folder(tmp_path, capsys):
-    assert main(["app", "--model_name_or_path", "cbt-llm/tiny-random-llama", "--export_space", str(tmp_path / "space")]) == 0
+    assert main(["app", "--model_name_or_path", "cbt-llm/tiny-random-llama", "--export_space",
+                 str(tmp_path / "space")]) == 0
     assert f"wrote the Space folder {tmp_path / 'space'}" in capsys.readouterr().out
-    assert "model='cbt-llm/tiny-random-llama'" in (tmp_path / "space" / "app.py").read_text(encoding="utf-8")
+    app_py = (tmp_path / "space" / "app.py").read_text(encoding="utf-8")
+    assert "model_name_or_path='cbt-llm/tiny-random-llama'" in app_py and "model=" not in app_py

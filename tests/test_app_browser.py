@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from app_helpers import make_report
+from helpers import SAMPLE_SIZE
 
-from cbt_llm.app import build_app, launch_app
+from cbt_llm.app import AppConfig, build_app, launch_app
 from cbt_llm.chat import GenerationSettings, LocalBackend
 from cbt_llm.data.prompts import CBT_STEPS
 from cbt_llm.models.serve import free_port
@@ -52,9 +53,9 @@ def app_server(tmp_path_factory):
     """The app with the tiny model on 127.0.0.1:free port; yields (url, back-end, trace file); always closed."""
     folder = tmp_path_factory.mktemp("app")
     trace = folder / "trace.jsonl"
-    backend = LocalBackend(base=TINY_MODEL_NAME, settings=GenerationSettings(max_new_tokens=96, temperature=0.8,
-                                                                             seed=0), device="cpu")
-    app = build_app(backend, trace_file=trace, report_dir=make_report(folder / "report"))
+    backend = LocalBackend(model_name_or_path=TINY_MODEL_NAME, device="cpu",
+                           settings=GenerationSettings(max_new_tokens=96, temperature=0.8, seed=0))
+    app = build_app(AppConfig(trace_file=str(trace), report_dir=str(make_report(folder / "report"))), backend)
     port = free_port()
     try:
         launch_app(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -185,7 +186,7 @@ def test_explorer_shows_a_sample_record_with_its_five_steps_the_report_and_the_s
 
     browser.find_element(By.CSS_SELECTOR, "#explore-keyword textarea").send_keys("考研\n")
     wait_until(lambda: "考研" in browser.find_element(By.ID, "explore-header").text, "a record about 考研")
-    assert "共 66 条记录" in browser.find_element(By.ID, "explore-count").text
+    assert f"共 {SAMPLE_SIZE} 条记录" in browser.find_element(By.ID, "explore-count").text
 
     open_tab(browser, "评估报告")
     table = wait_until(lambda: browser.find_elements(By.ID, "report-table"), "the report table")[0].text

@@ -25,6 +25,7 @@ import pexpect
 import pytest
 
 from cbt_llm.chat import (
+    ChatConfig,
     EndpointBackend,
     GenerationSettings,
     LocalBackend,
@@ -32,10 +33,12 @@ from cbt_llm.chat import (
     notice,
     run_chat,
 )
+from cbt_llm.cli.legacy import translate
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
+from cbt_llm.safety import OpenAIRiskGuard, ServedQwen3Guard
 
-pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
+slow = pytest.mark.slow  # the tests that start a server or a process (the tiny-model ones are marked by conftest)
 
 SCRIPT = Path(sys.executable).parent / "cbt-llm"
 ZH_PROMPT, ZH_ASSISTANT = "你> ", "助手> "
@@ -142,6 +145,7 @@ def finish(child, command: str = "/exit") -> str:
 
 
 # --------------------------------------------------------------------------- local adapter (pty)
+@slow
 def test_chat_with_the_tiny_adapter(tiny_adapter, tmp_path):
     child, trace = spawn(["--adapter", tiny_adapter, "--max-new-tokens", "24", "--seed", "0"], tmp_path)
     child.expect_exact(ZH_PROMPT)
@@ -186,9 +190,10 @@ def test_chat_with_the_tiny_adapter(tiny_adapter, tmp_path):
     assert len(read_trace(trace)) == 4
 
 
+@slow
 def test_chat_with_a_plain_base_model_by_tiny_name(tmp_path):
-    child, trace = spawn(["--base", "cbt-llm/tiny-random-llama", "--language", "en", "--max-new-tokens", "16",
-                          "--seed", "1"], tmp_path)
+    child, trace = spawn(["--model_name_or_path", "cbt-llm/tiny-random-llama", "--language", "en",
+                          "--max-new-tokens", "16", "--seed", "1"], tmp_path)
     child.expect_exact(EN_PROMPT)
     assert notice("en") in child.before
     turn(child, "I have been sleeping badly before exams", EN_PROMPT, EN_ASSISTANT)
@@ -201,6 +206,7 @@ def test_chat_with_a_plain_base_model_by_tiny_name(tmp_path):
 
 
 # ------------------------------------------------------------------------ served model (pty)
+@slow
 def test_chat_against_a_served_model_counts_requests(tmp_path):
     with StreamingChatServer() as server:
         child, _ = spawn(["--base-url", server.base_url, "--model", "cbt-test", "--api-key-env", "CBT_TEST_KEY",
@@ -240,10 +246,11 @@ def test_chat_against_a_served_model_counts_requests(tmp_path):
         finish(child, "/exit")
 
 
+@slow
 def test_served_history_is_trimmed_to_the_context_window(tmp_path):
     long = "我最近压力很大" * 30  # 210 CJK characters: about 210 estimated tokens
     with StreamingChatServer() as server:
-        child, _ = spawn(["--base-url", server.base_url, "--model", "m", "--context-tokens", "700",
+        child, _ = spawn(["--base_url", server.base_url, "--model", "m", "--context_tokens", "700",
                           "--max-new-tokens", "100"], tmp_path)
         child.expect_exact(ZH_PROMPT)
         for n in range(4):
@@ -256,6 +263,7 @@ def test_served_history_is_trimmed_to_the_context_window(tmp_path):
     assert last[-1]["content"].startswith("3")  # the newest turn always goes along
 
 
+@slow
 def test_ctrl_c_stops_an_answer_and_keeps_the_resources(tmp_path):
     with StreamingChatServer(chunks=["第一段。"] + ["慢慢来。"] * 40, delay=0.1) as server:
         child, trace = spawn(["--base-url", server.base_url, "--model", "m"], tmp_path)
@@ -276,9 +284,10 @@ def test_ctrl_c_stops_an_answer_and_keeps_the_resources(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     ([], "--adapter"),
-    (["--base-url", "http://127.0.0.1:9/v1"], "--model"),
+    (["--base_url", "http://127.0.0.1:9/v1"], "--model"),
     (["--adapter", "x", "--model", "m"], "not both"),
-    (["--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--context-tokens", "0"], "--context-tokens"),
+    (["--model", "m", "--base_url", "http://127.0.0.1:9/v1", "--context_tokens", "0"], "--context_tokens"),
+    (["--model_name_or_path", "m", "--top_p", "0"], "top_p"),
 ])
 def test_chat_argument_errors_are_one_line(args, words, capsys):
     from cbt_llm.cli import main
@@ -368,7 +377,7 @@ def test_max_new_tokens_must_leave_room_for_the_conversation():
 
 
 def test_local_backend_counts_with_the_tokenizer_and_stops_on_close(tiny_model):
-    backend = LocalBackend(base="cbt-llm/tiny-random-llama",
+    backend = LocalBackend(model_name_or_path="cbt-llm/tiny-random-llama",
                            settings=GenerationSettings(max_new_tokens=200, seed=0))
     assert backend.context_tokens == backend.model.config.max_position_embeddings
     text = "我最近总是睡不好"
@@ -390,6 +399,7 @@ def test_endpoint_backend_takes_the_key_from_the_environment_only(monkeypatch):
     assert backend.context_tokens == 8192 and backend.count_tokens("你好ab") == 3
 
 
+@slow
 def test_importing_the_chat_module_stays_light():
     code = ("import sys, cbt_llm.chat, cbt_llm.training.merge, cbt_llm.cli; cbt_llm.cli.build_parser(); "
             "print(sorted(m for m in ('torch', 'peft', 'openai') if m in sys.modules))")  # the parser is transformers'
@@ -406,3 +416,39 @@ def test_the_terminal_reads_the_last_turns_together():
     assert backend.calls == 2
     assert out.text.count("Would you be willing to contact one of them now?") == 1
     assert out.text.count("you can reach out any time") == 1
+
+
+def test_a_model_guard_raises_the_turn_to_crisis_before_the_model_is_asked():
+    backend, out, asked = FakeBackend(), Output(), []
+
+    def model_guard(text):
+        asked.append(text)
+        return {"level": "crisis", "reason": "guard model"}
+
+    run_chat(backend, language="en", output=out, model_guard=model_guard, input_fn=lines("I am on the roof"))
+    assert asked == ["I am on the roof"] and backend.calls == 0
+    assert "Would you be willing to contact one of them now?" in out.text
+
+
+# ------------------------------------------------------------------------------------ the config
+def test_chat_config_picks_the_backend_and_the_guard_model(monkeypatch):
+    monkeypatch.setenv("CBT_TEST_KEY", "sk-test")
+    config = ChatConfig(base_url="http://127.0.0.1:9/v1", model="served", api_key_env="CBT_TEST_KEY",
+                        max_new_tokens=64, temperature=0, context_tokens=900, timeout=5,
+                        guard_model="Qwen/Qwen3Guard-Gen-4B", guard_base_url="http://127.0.0.1:8/v1")
+    backend = config.backend()  # the served model: nothing is loaded and nothing is sent
+    assert isinstance(backend, EndpointBackend) and backend.describe() == "model served at http://127.0.0.1:9/v1"
+    assert backend.settings == GenerationSettings(64, 0, 0.9, None) and backend.context_tokens == 900
+    guard = config.guard()
+    assert isinstance(guard, ServedQwen3Guard) and guard.model == "Qwen/Qwen3Guard-Gen-4B"
+    other = ChatConfig(model="m", base_url="http://h/v1", guard_model="risk", guard_base_url="http://g/v1")
+    assert isinstance(other.guard(), OpenAIRiskGuard)
+    assert ChatConfig(model_name_or_path="cbt-llm/tiny-random-llama").guard() is None
+
+
+def test_the_old_judge_flags_name_the_guard_model(capsys):
+    assert translate(["chat", "--model_name_or_path", "m", "--judge-model", "g", "--judge_base_url=http://g/v1"]) == \
+        ["chat", "--model_name_or_path", "m", "--guard_model", "g", "--guard_base_url=http://g/v1"]
+    assert capsys.readouterr().err.splitlines() == [
+        "cbt-llm chat: --judge-model is deprecated; use --guard_model",
+        "cbt-llm chat: --judge_base_url is deprecated; use --guard_base_url"]

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from cbt_llm.cli import chat, data, evaluation, generation, hub, main, parse_args
+from cbt_llm.cli import app, chat, data, evaluation, generation, hub, main, parse_args
 from cbt_llm.cli.common import Group
 from cbt_llm.cli.legacy import translate
+from cbt_llm.config import on_command_line
 
 SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "cbt_llm" / "data" / "sample" / "questions.jsonl"
 
 
 def _commands():
     """``(argv prefix, command)`` for every dataclass command, batch's actions included."""
-    for group in (data, generation, evaluation, hub, chat):
+    for group in (data, generation, evaluation, hub, chat, app):
         for command in group.COMMANDS:
             if isinstance(command, Group):
                 yield from (([command.name, action.name], action) for action in command.commands)
@@ -43,7 +44,7 @@ def test_help_of_each_command_lists_every_field_with_its_help(prefix, command, c
         main([*prefix, "--help"])
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for field in fields(command.arguments):
+    for field in filter(on_command_line, fields(command.arguments)):
         words = " ".join(field.metadata["help"].split()[:4])
         assert words in text, f"{command.name}: help of {field.name}"
         if not field.metadata.get("positional"):
@@ -57,7 +58,7 @@ def test_help_of_each_command_lists_every_field_with_its_help(prefix, command, c
 ])
 def test_both_spellings_give_the_same_arguments(argv):
     _, args = parse_args(argv)
-    assert args == data.BuildArguments(output_dir="out", split_ratios=[0.5, 0.25, 0.25], questions_source="other")
+    assert args == data.BuildConfig(output_dir="out", split_ratios=[0.5, 0.25, 0.25], questions_source="other")
 
 
 def test_old_flags_are_translated_with_one_notice_each(capsys):

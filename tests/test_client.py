@@ -1,14 +1,15 @@
-"""The request engine against the loopback chat server: retries, shared backoff, rate limits, fatal errors."""
+"""The request engine: retries, 429s, fatal errors and the counters, on scripted replies (fast) and against the
+loopback chat server (slow): shared backoff, timeouts, dropped connections."""
 
 import asyncio
 
+import openai
 import pytest
 from chat_server import ChatServer
 
-from cbt_llm.engine.client import FatalAPIError, RequestEngine, RequestFailed
+from cbt_llm.engine.client import FatalAPIError, RequestEngine, RequestFailed, _httpx
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV
 from cbt_llm.engine.ratelimit import parse_retry_after
-
-pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 PAYLOAD = {"model": "test-model", "messages": [{"role": "user", "content": "你好"}]}
 
@@ -33,6 +34,7 @@ def test_parse_retry_after():
     assert parse_retry_after({}) is None and parse_retry_after({"retry-after": "soon"}) is None
 
 
+@pytest.mark.slow
 def test_retries_500_dropped_connections_and_timeouts():
     with ChatServer() as server:
         server.script.extend(["500", "drop", "slow", "500"])
@@ -45,6 +47,7 @@ def test_retries_500_dropped_connections_and_timeouts():
         assert results[0].body["choices"][0]["message"]["content"]
 
 
+@pytest.mark.slow
 def test_attempts_are_bounded():
     with ChatServer(p500=1.0) as server:
         engine, results = run(send_all(server, 1, max_attempts=3))
@@ -53,6 +56,7 @@ def test_attempts_are_bounded():
         assert server.stats.requests == 3
 
 
+@pytest.mark.slow
 def test_an_isolated_429_delays_only_its_own_request_and_not_for_the_whole_retry_after():
     # a stray 429 from a server that is not limiting as a whole: no client-wide pause, and the
     # request is retried after a short backoff, not the 30 s the server asked for
@@ -64,6 +68,7 @@ def test_an_isolated_429_delays_only_its_own_request_and_not_for_the_whole_retry
         assert engine.limiter.rate_limit_events == 0 and engine.limiter.pause_until == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status,words", [(401, "API key"), (404, "not found"), (400, "invalid")])
 def test_fatal_errors_raise_at_once_without_the_key(status, words):
     with ChatServer(status=status) as server:
@@ -73,3 +78,61 @@ def test_fatal_errors_raise_at_once_without_the_key(status, words):
         assert words in str(errors[0]) and f"HTTP {status}" in str(errors[0])
         assert "sk-test-secret-key" not in str(errors[0])
         assert server.stats.auth_headers == {"Bearer sk-test-secret-key"}
+
+
+BODY = {"choices": [{"message": {"content": "好"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3}}
+REQUEST = _httpx().Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+
+def status_error(status: int, code: str | None = None, headers: dict | None = None) -> openai.APIStatusError:
+    body = {"error": {"message": f"server says {status}", "code": code}}
+    response = _httpx().Response(status, request=REQUEST, headers=headers or {}, json=body)
+    return openai.APIStatusError(f"server says {status}", response=response, body=body["error"])
+
+
+def scripted(replies: list, **engine_options) -> tuple[RequestEngine, object]:
+    """An engine whose server is a list of replies (a body, or an exception to raise); no socket is opened."""
+    engine = RequestEngine(base_url="http://127.0.0.1:9/v1", api_key="sk-test-secret-key", backoff_base=0.0,
+                           **engine_options)
+
+    async def post(path, *, body, cast_to):
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    engine._client.post = post
+    return engine, asyncio.run(asyncio.wait_for(engine.request(PAYLOAD), timeout=10))
+
+
+def test_failed_attempts_are_retried_and_counted():
+    engine, response = scripted([status_error(500, headers={"retry-after-ms": "0"}),
+                                 openai.APITimeoutError(request=REQUEST),
+                                 openai.APIConnectionError(request=REQUEST), ["not", "an", "object"], BODY])
+    assert response.body == BODY and response.attempts == 5
+    assert engine.stats.errors == {"500": 1, "timeout": 1, "connection": 1, "bad response": 1}
+    assert (engine.stats.sent, engine.stats.retries, engine.stats.succeeded, engine.stats.failed) == (5, 4, 1, 0)
+    assert (engine.stats.prompt_tokens, engine.stats.completion_tokens) == (7, 3)
+
+
+def test_429s_do_not_use_up_attempts_but_are_bounded():
+    engine, response = scripted([status_error(429, headers={"retry-after-ms": "0"})] * 2 + [BODY], max_attempts=1)
+    assert response.attempts == 3 and engine.stats.errors == {"429": 2} and engine.stats.retries == 2
+    with pytest.raises(RequestFailed, match="^HTTP 429 rate limited 2 times$"):
+        scripted([status_error(429, headers={"retry-after-ms": "0"})] * 2, max_rate_limited=2)
+    with pytest.raises(RequestFailed, match=r"^HTTP 500: .*server says 500 \(after 2 attempts\)$"):
+        scripted([status_error(500)] * 2, max_attempts=2)
+
+
+@pytest.mark.parametrize("status,code,hint", [
+    (401, None, f"the server rejected the API key; set it in {DEFAULT_API_KEY_ENV} or name another variable with "
+                "--api_key_env"),
+    (404, None, "model or endpoint not found; check --model and --base_url"),
+    (400, None, "the server rejected the request as invalid"),
+    (429, "insufficient_quota", "quota exhausted; check the account's plan and billing"),
+])
+def test_fatal_errors_name_the_current_flags(status, code, hint):
+    with pytest.raises(FatalAPIError) as caught:
+        scripted([status_error(status, code)])
+    assert str(caught.value).startswith(f"http://127.0.0.1:9/v1/chat/completions: HTTP {status}: {hint} (")

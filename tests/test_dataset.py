@@ -5,13 +5,13 @@ import textwrap
 
 import pytest
 from datasets import load_dataset
-from helpers import make_record, write_jsonl
+from helpers import SAMPLE_SIZE, make_record, write_jsonl
 
 import cbt_llm
-from cbt_llm.data.build import build_dataset
+from cbt_llm.data.build import BuildConfig, build_dataset
 from cbt_llm.data.builder import FEATURES
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
-from cbt_llm.data.splits import SPLITS, sample_path, split_of
+from cbt_llm.data.splits import SPLITS, split_of
 from cbt_llm.errors import CbtLlmError
 
 
@@ -23,7 +23,7 @@ def test_load_cbt_qa_gives_the_sample_in_three_disjoint_splits(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     ds = load_dataset("cbt_qa")
     assert set(ds) == set(SPLITS)
-    assert sum(len(split) for split in ds.values()) >= 60
+    assert sum(len(split) for split in ds.values()) == SAMPLE_SIZE
     assert all(len(ds[split]) > 0 for split in SPLITS)
     ids = ids_by_split(ds)
     assert not (ids["train"] & ids["validation"] or ids["train"] & ids["test"] or ids["validation"] & ids["test"])
@@ -39,7 +39,7 @@ def test_files_in_the_working_directory_are_ignored(tmp_path, monkeypatch):
     (tmp_path / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     ds = load_dataset("cbt_qa")
-    assert sum(map(len, ds.values())) == sum(1 for _ in sample_path().open(encoding="utf-8"))
+    assert sum(map(len, ds.values())) == SAMPLE_SIZE
 
 
 def test_load_cbt_qa_from_data_files_and_data_dir(tmp_path, monkeypatch):
@@ -69,7 +69,7 @@ def test_sft_config_is_conversational_prompt_completion():
 
 def test_split_ratios_and_system_prompt_are_configurable():
     ds = load_dataset("cbt_qa", "sft", split_ratios=(1.0, 0.0, 0.0), system_prompt="SYSTEM")
-    assert list(ds) == ["train"] and len(ds["train"]) >= 60
+    assert list(ds) == ["train"] and len(ds["train"]) == SAMPLE_SIZE
     assert ds["train"][0]["prompt"][0] == {"role": "system", "content": "SYSTEM"}
     with pytest.raises(CbtLlmError, match="split ratios must be three non-negative numbers"):
         load_dataset("cbt_qa", split_ratios=(0.5, 0.1, 0.1))
@@ -94,7 +94,7 @@ def test_a_bad_record_file_fails_with_its_location(tmp_path):
 
 def test_build_then_plain_datasets_reads_both_configs_without_cbt_llm(tmp_path, cli):
     out = tmp_path / "cbt_qa"
-    result = cli("build", "--output", out)
+    result = cli("build", "--output_dir", out)
     assert result.returncode == 0, result.stderr
     assert f"built {out}" in result.stdout and "dropped: none" in result.stdout
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == [
@@ -126,7 +126,7 @@ def test_build_then_plain_datasets_reads_both_configs_without_cbt_llm(tmp_path, 
 def test_card_parses_with_license_language_configs_and_split_sizes(tmp_path):
     from huggingface_hub import DatasetCard
 
-    result = build_dataset(output_dir=tmp_path / "cbt_qa")
+    result = build_dataset(BuildConfig(output_dir=tmp_path / "cbt_qa"))
     card = DatasetCard.load(tmp_path / "cbt_qa" / "README.md")
     data = card.data.to_dict()
     assert data["license"] == "apache-2.0" and data["language"] == ["zh"]
@@ -145,7 +145,7 @@ def test_build_from_generated_records_counts_drops_and_describes_the_run(tmp_pat
     records = [make_record(f"r{i}") for i in range(30)]
     records += [make_record("x1", status="rejected"), make_record("x2", response=""), make_record("x3", response="")]
     path = write_jsonl(tmp_path / "gen.jsonl", records)
-    result = build_dataset([path], tmp_path / "out")
+    result = build_dataset(BuildConfig(input=[path], output_dir=tmp_path / "out"))
     assert sum(result.num_rows["default"].values()) == 30
     assert result.dropped == {"status rejected": 1, "empty response": 2}
     text = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
@@ -158,6 +158,6 @@ def test_build_from_generated_records_counts_drops_and_describes_the_run(tmp_pat
 
 def test_build_with_nothing_usable_is_an_error(tmp_path, cli):
     path = write_jsonl(tmp_path / "gen.jsonl", [make_record("a", status="failed")])
-    result = cli("build", "--input", path, "--output", tmp_path / "out")
+    result = cli("build", "--input", path, "--output_dir", tmp_path / "out")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nothing to build" in result.stderr and "1 status failed" in result.stderr

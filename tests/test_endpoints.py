@@ -50,8 +50,8 @@ def test_batch_submit_against_a_rejecting_server_is_one_line_not_a_traceback(tmp
     from cbt_llm.data.splits import sample_questions_path
 
     with ChatServer(status=401) as server:
-        result = cli("batch", "submit", "--input", sample_questions_path(), "--output", tmp_path / "out.jsonl",
-                     "--model", "m", "--base-url", server.base_url)
+        result = cli("batch", "submit", "--input", sample_questions_path(), "--output_file", tmp_path / "out.jsonl",
+                     "--model", "m", "--base_url", server.base_url)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "batch submit: HTTP 401" in result.stderr

@@ -8,7 +8,8 @@ from eval_helpers import sample_rows
 
 from cbt_llm.data.prompts import STEP_KEYS
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.evaluation.evaluate import METRIC_KEYS, compute_metrics
+from cbt_llm.evaluation.evaluate import compute_metrics
+from cbt_llm.evaluation.registry import metric_columns
 from cbt_llm.evaluation.structure import (
     cbt_structure_score,
     cohen_kappa,
@@ -22,8 +23,8 @@ HAND_LABELLED = Path(__file__).parent / "data" / "cbt_structure_eval.jsonl"
 
 def test_compute_metrics_returns_every_key_and_the_acceptance_anchors(tiny_bert):
     answers = [row["response"] for row in sample_rows()[:5]]
-    same = compute_metrics(answers, answers, bertscore_model=str(tiny_bert), bertscore_num_layers=2)
-    assert set(METRIC_KEYS) <= set(same)
+    same = compute_metrics(answers, answers, bertscore={"model": str(tiny_bert), "num_layers": 2})
+    assert list(same)[:len(metric_columns())] == list(metric_columns())  # every column, in the report's order
     assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
     assert same["meteor"] > 0.99 and same["rouge_l"] == pytest.approx(1.0)
     assert same["bertscore_f1"] == pytest.approx(1.0, abs=1e-4)
@@ -36,6 +37,8 @@ def test_compute_metrics_rejects_misaligned_or_empty_input():
         compute_metrics(["a", "b"], ["a"], bertscore=False)
     with pytest.raises(CbtLlmError, match="no predictions"):
         compute_metrics([], [], bertscore=False)
+    with pytest.raises(CbtLlmError, match="unknown metric.*nope; registered: bleu, chrf"):
+        compute_metrics(["a"], ["a"], nope=False)
 
 
 def test_full_five_step_answers_score_2_and_platitudes_0():
@@ -97,7 +100,7 @@ def test_the_hand_labelled_set_is_varied_and_the_score_agrees_with_it():
 
 def test_a_metric_that_cannot_run_is_skipped_with_its_reason_and_the_others_kept(tmp_path):
     answers = [row["response"] for row in sample_rows()[:3]]
-    result = compute_metrics(answers, answers, bertscore_model=str(tmp_path / "no-such-model"))
+    result = compute_metrics(answers, answers, bertscore={"model": str(tmp_path / "no-such-model")})
     assert result["bleu"] == pytest.approx(100) and result["rouge_l"] == pytest.approx(1.0)
     assert "bertscore_f1" not in result
     assert list(result.skipped) == ["bertscore_f1"] and "could not be loaded" in result.skipped["bertscore_f1"]

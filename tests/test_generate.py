@@ -1,25 +1,29 @@
-"""cbt-llm generate end to end against the loopback chat server: output contract, resume, faults, secrets, batch."""
+"""cbt-llm generate without a server: the configs, the CLI's parsing, the dry run, the summary, and batch submit and
+ingest on a faked Batch API (the loopback-server and process tests are in test_generate_slow.py)."""
 
 import io
 import json
-import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from chat_server import ChatServer, cbt_steps
+from chat_server import cbt_steps
 
-from cbt_llm.data.prompts import STEP_KEYS
-from cbt_llm.data.records import read_records
+from cbt_llm.cli import parse_args
+from cbt_llm.cli.generation import GenerateArguments
+from cbt_llm.config import config_to_dict
+from cbt_llm.engine.store import JsonlStore, ResumeState
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation import batch
-from cbt_llm.generation.annotate import annotate, parse_labels
-from cbt_llm.generation.generate import generate
-from cbt_llm.engine.store import JsonlStore
+from cbt_llm.generation.annotate import AnnotateConfig, parse_labels
+from cbt_llm.generation.batch import BatchConfig, IngestConfig, PollConfig
+from cbt_llm.generation.dedup import DuplicatePair
+from cbt_llm.generation.generate import GenerateConfig, GenerateSummary, estimate
+from cbt_llm.generation.quality import QualityConfig
 
-pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
-
-SECRET = "sk-proj-THIS-IS-A-TEST-SECRET-0123456789"
+STRICT = QualityConfig(min_length_zh=10_000, max_length_zh=20_000)  # no real answer is this long
 
 
 def write_questions(path: Path, n: int, start: int = 0) -> Path:
@@ -34,89 +38,42 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture
-def key(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    return SECRET
-
-
-def run_generate(server, questions, output, **options):
+def config(questions, output, **options) -> GenerateConfig:
     options.setdefault("progress", False)
     options.setdefault("concurrency", 8)
-    return generate(questions, output, "test-model", base_url=server.base_url, **options)
+    options.setdefault("model", "test-model")
+    return GenerateConfig(input=questions, output_file=output, **options)
 
 
-def test_generates_records_in_the_default_schema(tmp_path, key):
-    questions = write_questions(tmp_path / "q.jsonl", 12)
-    out = tmp_path / "out.jsonl"
-    with ChatServer() as server:
-        summary = run_generate(server, questions, out)
-    lines = read_lines(out)
-    assert sorted(int(r["id"]) for r in lines) == list(range(12))
-    assert summary.counts["ok"] == 12 and "ok 12" in summary.format()
-    first = lines[0]
-    assert first["status"] == "ok" and first["reason"] == ""
-    assert first["keywords"] == ["情绪", "焦虑"] and first["distortions"] == []
-    assert first["source"]["prompt_version"] == "paper-zh-v1" and first["source"]["model"] == "test-model"
-    assert first["source"]["finish_reason"] == "stop" and first["source"]["completion_tokens"] > 100
-    assert read_records([out]).records[0]["response"]  # what `cbt-llm build --input` reads
-    assert server.stats.auth_headers == {f"Bearer {SECRET}"}
+def test_the_config_validates_and_takes_paths(tmp_path):
+    made = config(tmp_path / "q.jsonl", tmp_path / "o.jsonl")
+    assert made.input == str(tmp_path / "q.jsonl") and made.max_new_tokens is None and made.quality == QualityConfig()
+    assert config("q", "o", max_new_tokens=64, seed=3).params() == \
+        {"temperature": 0.7, "top_p": None, "max_tokens": 64, "seed": 3}  # the API's name for the cap
+    with pytest.raises(CbtLlmError, match="^--max_asks must be at least 1, got 0$"):
+        config("q", "o", max_asks=0)
+    with pytest.raises(CbtLlmError, match="^--limit must be >= 0"):
+        config("q", "o", limit=-1)
+    with pytest.raises(CbtLlmError, match="^--output_file must differ from --input"):
+        AnnotateConfig(input=tmp_path / "r.jsonl", output_file=tmp_path / "r.jsonl", model="m")
 
 
-def test_structured_and_english_prompts(tmp_path, key):
-    questions = write_questions(tmp_path / "q.jsonl", 4)
-    with ChatServer() as server:
-        run_generate(server, questions, tmp_path / "s.jsonl", prompt="structured")
-        run_generate(server, questions, tmp_path / "en.jsonl", language="en")
-    structured = read_lines(tmp_path / "s.jsonl")
-    assert all(r["status"] == "ok" and all(r["steps"][k] for k in STEP_KEYS) for r in structured)
-    assert structured[0]["source"]["prompt_version"] == "structured-zh-v1"
-    english = read_lines(tmp_path / "en.jsonl")
-    assert all(r["status"] == "ok" and r["response"].isascii() for r in english)
-
-
-def test_bad_answers_are_asked_again_then_rejected_with_a_reason(tmp_path, key):
-    questions = write_questions(tmp_path / "q.jsonl", 3)
-    asked = {}
-
-    def answer(prompt, body):
-        asked[prompt] = asked.get(prompt, 0) + 1
-        if "第0个" in prompt and asked[prompt] == 2:  # question 0: good on the second ask
-            return "\n\n".join(cbt_steps(prompt).values())
-        return "作为一个AI语言模型，我无法提供心理咨询。"
-
-    with ChatServer(answer=answer) as server:
-        summary = run_generate(server, questions, tmp_path / "out.jsonl", max_asks=3)
-        assert server.stats.answered == 2 + 3 + 3
-    records = {r["id"]: r for r in read_lines(tmp_path / "out.jsonl")}
-    assert records["0"]["status"] == "ok" and records["0"]["source"]["asks"] == 2
-    assert records["1"]["status"] == "rejected"
-    assert "refusal" in records["1"]["reason"] and "3 answers" in records["1"]["reason"]
-    assert records["1"]["response"].startswith("作为")
-    assert summary.counts == {"ok": 1, "rejected": 2}
-
-
-def test_resume_skips_done_retries_failed_and_repairs_a_torn_line(tmp_path, key):
-    questions = write_questions(tmp_path / "q.jsonl", 10)
-    out = tmp_path / "out.jsonl"
-    with ChatServer(p500=1.0) as server:
-        summary = run_generate(server, questions, out, max_attempts=2, limit=4)
-    assert summary.counts["failed"] == 4
-    assert all("HTTP 500" in r["reason"] for r in read_lines(out))
-    with ChatServer() as server:
-        run_generate(server, questions, out, limit=6)  # retries the 4 failed, adds 2
-        assert server.stats.answered == 6
-    # a torn last line, as a SIGKILL in the middle of a write would leave
-    with open(out, "ab") as f:
-        f.write('{"id": "6", "question": "半行'.encode("utf-8"))
-    with ChatServer() as server:
-        summary = run_generate(server, questions, out)
-        assert server.stats.answered == 4
-    assert summary.resume.torn_tail and summary.skipped == 6
-    lines = read_lines(out)
-    assert sorted(int(r["id"]) for r in lines) == list(range(10))
-    assert all(r["status"] == "ok" for r in lines)
-    assert not list(tmp_path.glob(".out.jsonl.tmp-*"))
+def test_the_cli_parses_the_stage_configs_and_the_old_max_tokens_flag(capsys):
+    _, generate_args = parse_args(["generate", "--input", "q", "--output_file", "o", "--model", "m",
+                                   "--max_tokens", "64", "--poll_interval", "2"])
+    assert isinstance(generate_args, BatchConfig)
+    assert (generate_args.max_new_tokens, generate_args.poll_interval, generate_args.batch) == (64, 2.0, False)
+    _, submit_args = parse_args(["batch", "submit", "--input", "q", "--output_file", "o", "--model", "m",
+                                 "--max-tokens=8"])
+    assert type(submit_args) is GenerateConfig and submit_args.max_new_tokens == 8
+    _, annotate_args = parse_args(["annotate", "--input", "r", "--output_file", "o", "--model", "m"])
+    assert type(annotate_args) is AnnotateConfig and annotate_args.max_new_tokens == 200
+    assert parse_args(["batch", "poll", "--output_file", "o"])[1] == PollConfig(output_file="o")
+    assert parse_args(["batch", "ingest", "--output_file", "o", "--no_progress"])[1] == \
+        IngestConfig(output_file="o", progress=False)
+    assert capsys.readouterr().err.splitlines() == [
+        "cbt-llm generate: --max_tokens is deprecated; use --max_new_tokens",
+        "cbt-llm batch: --max-tokens is deprecated; use --max_new_tokens"]
 
 
 def test_output_file_compaction_keeps_one_line_per_id(tmp_path):
@@ -132,145 +89,167 @@ def test_output_file_compaction_keeps_one_line_per_id(tmp_path):
     assert [(r["id"], r["status"]) for r in read_lines(out)] == [("a", "ok"), ("c", "rejected"), ("b", "ok")]
 
 
-def test_dry_run_sends_nothing_and_estimates_cost(tmp_path, cli, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+def test_dry_run_estimates_what_is_left_to_do(tmp_path):
     questions = write_questions(tmp_path / "q.jsonl", 20)
-    with ChatServer() as server:
-        result = cli("generate", "--input", questions, "--output", tmp_path / "o.jsonl", "--model", "m",
-                     "--base-url", server.base_url, "--dry-run", "--price-input", "2.5", "--price-output", "10")
-        assert server.stats.requests == 0
-    assert result.returncode == 0, result.stderr
-    assert "20 questions valid, 20 to generate" in result.stdout and "estimated cost: $0.1" in result.stdout
-    assert not (tmp_path / "o.jsonl").exists()
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": 1, "question": ""}\n')
-    failed = cli("generate", "--input", bad, "--output", tmp_path / "o.jsonl", "--model", "m", "--dry-run")
-    assert failed.returncode == 1 and "field 'question': is blank" in failed.stderr
-
-
-@pytest.mark.parametrize("status,message", [(401, "rejected the API key"), (404, "not found")])
-def test_fatal_errors_stop_the_cli_with_one_line_and_no_secret(tmp_path, cli, key, status, message):
-    questions = write_questions(tmp_path / "q.jsonl", 30)
-    with ChatServer(status=status) as server:
-        result = cli("generate", "--input", questions, "--output", tmp_path / "o.jsonl", "--model", "m",
-                     "--base-url", server.base_url, "--concurrency", "4")
-        assert server.stats.requests <= 8
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("cbt-llm generate: error: ") and message in last
-    assert SECRET not in result.stderr + result.stdout
-
-
-def test_api_key_never_lands_in_outputs_or_logs(tmp_path, cli, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setenv("MY_TEACHER_KEY", SECRET)
-    questions = write_questions(tmp_path / "q.jsonl", 6)
     out = tmp_path / "o.jsonl"
-    with ChatServer(p500=0.3, seed=3) as server:
-        server.script.extend(["429", "drop"])
-        result = cli("generate", "--input", questions, "--output", out, "--model", "m", "--base-url",
-                     server.base_url, "--api-key-env", "MY_TEACHER_KEY")
-        assert server.stats.auth_headers == {f"Bearer {SECRET}"}
-    assert result.returncode == 0, result.stderr
-    assert "ok 6" in result.stdout
-    everything = result.stdout + result.stderr + "".join(p.read_text() for p in tmp_path.iterdir() if p.is_file())
-    assert SECRET not in everything and "THIS-IS-A-TEST" not in everything
-    # a key passed where a variable name belongs is refused without echoing it
-    refused = cli("generate", "--input", questions, "--output", out, "--model", "m", "--api-key-env", SECRET)
-    assert refused.returncode == 1 and SECRET not in refused.stderr
+    out.write_text(json.dumps({"id": "0", "status": "ok"}) + "\n" + json.dumps({"id": "1", "status": "failed"}) + "\n")
+    estimated = estimate(config(questions, out, price_input=2.5, price_output=10))
+    assert (estimated.questions, estimated.todo, estimated.completion_tokens) == (20, 19, 19 * 700)
+    assert "20 questions valid, 19 to generate (1 already done)" in estimated.format()
+    assert "estimated cost: $0.1" in estimated.format()
+    capped = estimate(config(questions, out, limit=5, max_new_tokens=100))
+    assert (capped.todo, capped.completion_tokens) == (4, 400)
+    assert "pass --price_input and --price_output" in capped.format()
 
 
-def test_generate_stays_light():
-    code = ("import sys\nfrom cbt_llm.cli import main\nimport cbt_llm.generation.generate, cbt_llm.engine.client\n"
-            "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'trl', 'peft') if m in sys.modules))")  # the parser is transformers'
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "[]"
-    assert "--api-key-env" in result.stdout
+def test_the_summary_says_what_the_run_did():
+    summary = GenerateSummary(
+        Path("o.jsonl"), total=10, skipped=2, counts=Counter(ok=5, rejected=2, failed=1), seconds=4.0, requests=12,
+        retries=3, errors=Counter({"429": 2, "500": 1}), prompt_tokens=1000, completion_tokens=5000,
+        rate_limit_events=2, learned_rate=3.5, price_input=2.5, price_output=10.0,
+        resume=ResumeState(torn_tail=True, bad_lines=2, duplicates=1, retried_failed=3),
+        reasons=Counter({"quality: too short": 3, "HTTP 500": 1}), file_counts=Counter(ok=7, rejected=2, failed=1),
+        duplicates=[DuplicatePair("a", "b", 0.9), DuplicatePair("b", "c", 0.85), DuplicatePair("d", "e", 0.81)])
+    assert summary.format().splitlines() == [
+        "generated 8 of 10 questions in 4.0 s (2.00/s): ok 5, rejected 2, failed 1; 2 already done",
+        "requests 12, retries 3, errors: 429 x2, 500 x1; slowed down 2x for 429s (server accepted about 3.5 req/s)",
+        "tokens: prompt 1000, completion 5000; cost about $0.0525",
+        "resumed: retried 3 failed, repaired a torn last line, dropped 2 unreadable lines, removed 1 duplicate ids",
+        "not ok: quality: too short x3; HTTP 500 x1",
+        "o.jsonl: ok 7, rejected 2, failed 1 (cbt-llm build --input takes the ok records)",
+        "near-duplicate answers: 3 pairs in 2 clusters (largest: 3 answers, b ...), e.g. a~b (0.90), b~c (0.85), "
+        "d~e (0.81)"]
+    quiet = GenerateSummary(Path("o.jsonl"), resume=ResumeState())
+    assert quiet.format().splitlines() == [
+        "generated 0 of 0 questions in 0.0 s (0.00/s): ok 0, rejected 0, failed 0", "requests 0, retries 0",
+        "tokens: prompt 0, completion 0", "near-duplicate answers: none"]
 
 
-def test_batch_mode_in_one_go_and_in_steps(tmp_path, key, cli):
-    questions = write_questions(tmp_path / "q.jsonl", 8)
-    out = tmp_path / "o.jsonl"
-    with ChatServer(batch_polls=2, batch_fail_ids=("3",)) as server:
-        summary = batch.run_batch(questions, out, "test-model", base_url=server.base_url, poll_interval=0.01)
-        assert summary.counts == {"ok": 7, "failed": 1}
-        requests = read_lines(batch.requests_path(out))
-        assert requests[0]["url"] == "/v1/chat/completions" and requests[0]["body"]["model"] == "test-model"
-        # separate steps through the CLI: only the failed id is submitted again
-        server.batch_fail_ids = set()
-        args = ("--output", out)
-        submitted = cli("batch", "submit", "--input", questions, *args, "--model", "test-model",
-                        "--base-url", server.base_url)
-        assert submitted.returncode == 0, submitted.stderr
-        assert "requests 1" in submitted.stdout
-        assert "in_progress" in cli("batch", "poll", *args).stdout
-        polled = cli("batch", "poll", *args, "--wait", "--poll-interval", "0.01")
-        assert "completed" in polled.stdout, polled.stderr
-        ingested = cli("batch", "ingest", *args)
-        assert ingested.returncode == 0, ingested.stderr
-    lines = read_lines(out)
-    assert sorted(int(r["id"]) for r in lines) == list(range(8)) and all(r["status"] == "ok" for r in lines)
-    state = json.loads(batch.state_path(out).read_text())
-    assert state["status"] == "ingested" and SECRET not in batch.state_path(out).read_text()
-
-
-def test_annotate_labels_distortions_from_the_taxonomy(tmp_path, key):
-    questions = write_questions(tmp_path / "q.jsonl", 5)
-    out = tmp_path / "o.jsonl"
-
-    def answer(prompt, body):
-        if "只能从以下列表中选择" in prompt:
-            return '```json\n{"distortions": ["catastrophizing", "读心术", "not-a-distortion"]}\n```'
-        if "第4个" in prompt:
-            return "不知道。"
-        return "\n\n".join(cbt_steps(prompt).values())
-
-    with ChatServer(answer=answer) as server:
-        run_generate(server, questions, out, max_asks=1)
-        summary = annotate(out, tmp_path / "labelled.jsonl", "test-model", base_url=server.base_url, progress=False)
-    labelled = {r["id"]: r for r in read_lines(tmp_path / "labelled.jsonl")}
-    assert labelled["0"]["distortions"] == ["catastrophizing", "mind_reading"]
-    assert labelled["4"]["status"] == "rejected" and labelled["4"]["distortions"] == []
-    assert summary.labels == {"catastrophizing": 4, "mind_reading": 4}
-    assert summary.unknown == {"not-a-distortion": 4}
+def test_parse_labels_keeps_the_taxonomy_and_reports_the_rest():
     assert parse_labels("none") is None and parse_labels('["labelling"]') == (["labeling"], [])
-    with pytest.raises(CbtLlmError):
-        annotate(out, out, "m", base_url="http://127.0.0.1:9/v1")
+    assert parse_labels('{"distortions": ["catastrophizing", "读心术", "x"]}') == \
+        (["catastrophizing", "mind_reading"], ["x"])
 
 
-def test_an_expired_batch_keeps_its_answers_and_leaves_the_rest_for_a_new_batch(tmp_path, key, monkeypatch):
-    questions = write_questions(tmp_path / "q.jsonl", 6)
+class FakeBatchAPI:
+    """The two calls ``submit`` makes, answered in memory (no server): what was uploaded is kept."""
+
+    def __init__(self):
+        self.api_key, self.uploaded = "sk-fake", b""
+        self.files = SimpleNamespace(create=self._upload)
+        self.batches = SimpleNamespace(create=lambda **_: SimpleNamespace(id="batch_1", status="validating"))
+
+    def _upload(self, file, purpose):
+        self.uploaded = file[1].read()
+        return SimpleNamespace(id="file-1")
+
+
+def fake_results(output: Path, answers: dict[str, str | None]) -> None:
+    """The results file ``poll`` would download: an answer per id, or (None) a request the batch did not get to."""
+    lines = []
+    for custom_id, answer in answers.items():
+        if answer is None:
+            lines.append({"custom_id": custom_id, "response": None,
+                          "error": {"code": "batch_expired", "message": "not executed"}})
+            continue
+        body = {"model": "test-model", "usage": {"prompt_tokens": 50, "completion_tokens": 600},
+                "choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}
+        lines.append({"custom_id": custom_id, "response": {"status_code": 200, "body": body}, "error": None})
+    batch.results_path(output).write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines),
+                                          encoding="utf-8")
+
+
+def submit_offline(monkeypatch, submitted: GenerateConfig) -> FakeBatchAPI:
+    api = FakeBatchAPI()
+    monkeypatch.setattr(batch, "openai_client", lambda *args, **kwargs: api)
+    status = batch.submit(submitted)
+    assert (status.batch_id, status.counts) == ("batch_1", {"requests": api.uploaded.count(b"\n")})
+    return api
+
+
+def test_batch_ingest_applies_the_quality_bounds_given_to_submit(tmp_path, monkeypatch):
+    """Regression: the state file dropped ``quality`` and ingest checked against the default bounds."""
+    questions = write_questions(tmp_path / "q.jsonl", 2)
     out = tmp_path / "o.jsonl"
-    with ChatServer(batch_polls=2, batch_expire_after=4) as server:
-        batch.submit(questions, out, "test-model", base_url=server.base_url)
-        status = batch.poll(out, wait=True, interval=0.01)
-        assert status.status == "expired" and status.results is not None, status.format()
-        assert "submit' asks the rest again" in status.format()
-        summary = batch.ingest(out)
-        assert summary.counts == {"ok": 4, "failed": 2}
-        assert summary.reasons and "batch_expired" in next(iter(summary.reasons))
-        server.batch_expire_after = None
-        again = batch.submit(questions, out, "test-model", base_url=server.base_url)
-        assert again.counts == {"requests": 2}
-        assert sorted(r["custom_id"] for r in read_lines(batch.requests_path(out))) == ["4", "5"]
-        batch.poll(out, wait=True, interval=0.01)
-        batch.ingest(out)
-    lines = read_lines(out)
-    assert sorted(r["id"] for r in lines if r["status"] == "ok") == [str(i) for i in range(6)]
+    submit_offline(monkeypatch, config(questions, out, quality=STRICT, max_new_tokens=900))
+    saved = json.loads(batch.state_path(out).read_text())["config"]
+    assert saved["quality"] == config_to_dict(STRICT) and saved["max_new_tokens"] == 900
+    good = "\n\n".join(cbt_steps("第0个问题").values())  # passes the default check
+    fake_results(out, {"0": good, "1": None})
+    summary = batch.ingest(IngestConfig(output_file=out, progress=False))
+    records = {r["id"]: r for r in read_lines(out)}
+    assert records["0"]["status"] == "rejected" and records["0"]["response"] == good
+    assert records["0"]["reason"].startswith("quality: too short (") and records["0"]["reason"].endswith(
+        " < 10000 chars) (batch, 1 answer)")
+    assert records["1"]["status"] == "failed" and records["1"]["reason"] == "batch: batch_expired: not executed"
+    assert summary.counts == {"rejected": 1, "failed": 1} and summary.completion_tokens == 600
+    assert json.loads(batch.state_path(out).read_text())["status"] == "ingested"
 
 
-def test_batch_ingest_shows_progress_on_a_terminal_unless_turned_off(tmp_path, key, monkeypatch):
+def test_the_state_file_keeps_the_whole_config_typed_without_the_cli_switches(tmp_path, monkeypatch):
+    questions = write_questions(tmp_path / "q.jsonl", 1)
+    args = GenerateArguments(input=questions, output_file=tmp_path / "o.jsonl", model="m", batch=True, poll_interval=5,
+                             quality=STRICT, duplicate_threshold=0.5, rpm=60)
+    submit_offline(monkeypatch, args)
+    state = json.loads(batch.state_path(args.output_file).read_text())
+    restored = batch.batch_config(state, args.output_file)
+    assert type(restored) is BatchConfig and (restored.quality, restored.poll_interval) == (STRICT, 5)
+    assert config_to_dict(restored) == {k: v for k, v in config_to_dict(args).items() if k not in ("batch", "dry_run")}
+
+
+def test_batch_requests_and_ingested_records_match_generate(tmp_path, monkeypatch):
     questions = write_questions(tmp_path / "q.jsonl", 3)
     out = tmp_path / "o.jsonl"
-    with ChatServer(batch_polls=1) as server:
-        batch.submit(questions, out, "test-model", base_url=server.base_url)
-        batch.poll(out, wait=True, interval=0.01)
+    api = submit_offline(monkeypatch, config(questions, out, prompt="structured", max_new_tokens=900, seed=1))
+    first = json.loads(api.uploaded.decode().splitlines()[0])
+    assert (first["custom_id"], first["url"]) == ("0", "/v1/chat/completions")
+    assert {k: v for k, v in first["body"].items() if k != "messages"} == \
+        {"model": "test-model", "temperature": 0.7, "max_tokens": 900, "seed": 1}
+    steps = cbt_steps("x")
+    fake_results(out, {"0": json.dumps({**steps, "response": "\n\n".join(steps.values())}, ensure_ascii=False),
+                       "1": "不是 JSON", "9": "an id that is not a question"})
+    summary = batch.ingest(IngestConfig(output_file=out, progress=False))
+    records = {r["id"]: r for r in read_lines(out)}
+    assert records["0"]["status"] == "ok" and records["0"]["steps"] == steps
+    assert records["0"]["source"]["prompt_version"] == "structured-zh-v1" and records["0"]["source"]["asks"] == 1
+    assert records["1"]["reason"] == "quality: structured answer is not a JSON object (batch, 1 answer)"
+    assert summary.counts == {"ok": 1, "rejected": 1} and summary.skipped == 1 and "9" not in records
+
+
+def test_batch_ingest_reads_a_state_file_from_before_the_config_was_saved_whole(tmp_path):
+    questions = write_questions(tmp_path / "q.jsonl", 1)
+    out = tmp_path / "o.jsonl"
+    batch.state_path(out).write_text(json.dumps({
+        "batch_id": "batch_1", "status": "completed", "input": str(questions), "model": "old-model",
+        "options": {"prompt": "paper", "language": "zh", "max_tokens": 300, "base_url": "http://h/v1",
+                    "duplicate_threshold": 0.9}}))
+    fake_results(out, {"0": "\n\n".join(cbt_steps("第0个问题").values())})
+    batch.ingest(IngestConfig(output_file=out, progress=False))
+    assert [(r["id"], r["status"], r["source"]["model"]) for r in read_lines(out)] == [("0", "ok", "test-model")]
+    restored = batch.batch_config(json.loads(batch.state_path(out).read_text()), out)
+    assert (restored.model, restored.max_new_tokens, restored.base_url, restored.quality) == \
+        ("old-model", 300, "http://h/v1", QualityConfig())
+
+
+def test_batch_ingest_shows_progress_on_a_terminal_unless_turned_off(tmp_path, monkeypatch):
+    questions = write_questions(tmp_path / "q.jsonl", 3)
+    out = tmp_path / "o.jsonl"
+    submit_offline(monkeypatch, config(questions, out))
+    fake_results(out, {str(i): "\n\n".join(cbt_steps(f"第{i}个问题").values()) for i in range(3)})
     terminal = type("Terminal", (io.StringIO,), {"isatty": lambda self: True})()
     monkeypatch.setattr(sys, "stderr", terminal)
-    batch.ingest(out, progress=False)
+    batch.ingest(IngestConfig(output_file=out, progress=False))
     assert terminal.getvalue() == ""
     out.unlink()
-    batch.ingest(out, progress=True)
+    batch.ingest(IngestConfig(output_file=out))
     assert "ingest" in terminal.getvalue() and "ok=3" in terminal.getvalue()
+
+
+def test_batch_steps_name_the_current_flags_in_their_hints(tmp_path):
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(CbtLlmError, match="with --output_file .* first$"):
+        batch.ingest(IngestConfig(output_file=out))
+    batch.state_path(out).write_text(json.dumps({"batch_id": "b", "status": "completed", "config": {}}))
+    with pytest.raises(CbtLlmError, match=r"run 'cbt-llm batch poll --output_file .* --wait'$"):
+        batch.ingest(IngestConfig(output_file=out))
+    assert "cbt-llm batch ingest --output_file" in batch.BatchStatus("b", "completed", results=out).format()

@@ -4,7 +4,8 @@ The Hub clients read HF_ENDPOINT and HF_HUB_OFFLINE when they are imported, and 
 is offline (conftest.py), so everything that talks to the server runs in a fresh process with the
 server's environment: the real `cbt-llm` command, and scripts that use only the stock clients
 (datasets, huggingface_hub, peft, transformers) and check that cbt_llm was never imported.
-Nothing is patched; the server keeps real commits.
+Nothing is patched; the server keeps real commits. Those tests use the ``hub`` or ``tiny_model``
+fixtures and so are slow; the configs, plans and error messages at the end are checked in-process.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import make_record, write_jsonl
+from helpers import SAMPLE_SIZE, make_record, write_jsonl
 from hub_server import HubServer, hub_env
 
-from cbt_llm.data.build import build_dataset
+from cbt_llm.cards import adapter_card_for_hub
+from cbt_llm.data.build import BuildConfig, build_dataset
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.hub import adapter_card_for_hub, push_adapter, push_dataset
+from cbt_llm.hub import PullConfig, PullResult, PushConfig, PushResult, hub_errors, plan, push
 from cbt_llm.models.serve import free_port
 
 TOKEN = f"hf_cbtllmTest{uuid.uuid4().hex}"  # unique, so any copy of it in a file is found
@@ -33,8 +35,6 @@ OTHER_TOKEN = f"hf_cbtllmOther{uuid.uuid4().hex}"
 CLI = Path(sys.executable).parent / "cbt-llm"
 OUTPUTS: list[str] = []  # every stdout/stderr the clients printed, checked for the token at the end
 PROMPT = "我最近总是失眠，觉得自己什么都做不好。"
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,12 @@ def visible_files(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def dataset_dir(work) -> Path:
-    return build_dataset(None, work / "cbt_qa").output_dir  # the bundled sample; the card says load_dataset("cbt_qa")
+    return build_dataset(BuildConfig(output_dir=work / "cbt_qa")).output_dir  # the sample; its card: load_dataset("cbt_qa")
 
 
 @pytest.fixture(scope="module")
 def pushed_dataset(hub, work, dataset_dir) -> str:
-    cli(hub, work, "push", "dataset", dataset_dir, "--repo-id", "alice/cbt_qa")
+    cli(hub, work, "push", "dataset", dataset_dir, "--repo_id", "alice/cbt_qa")
     return "alice/cbt_qa"
 
 
@@ -199,10 +199,10 @@ def test_dataset_round_trip_loads_with_plain_load_dataset(hub, work, dataset_dir
     loaded = json.loads(out.read_text(encoding="utf-8"))
     for config in ("default", "sft"):
         assert loaded["rows"][config] == local_rows(dataset_dir, config), config
-    assert sum(map(len, loaded["rows"]["default"].values())) >= 60
+    assert sum(map(len, loaded["rows"]["default"].values())) == SAMPLE_SIZE
     assert loaded["configs"] == ["default", "sft"]
     assert 'load_dataset("alice/cbt_qa")' in loaded["text"] and 'load_dataset("cbt_qa")' not in loaded["text"]
-    assert loaded["private"] is True  # datasets are private unless --public
+    assert loaded["private"] is True  # datasets are private unless --private false
     assert commits(hub, "dataset", pushed_dataset)[0] == hub.store.repos["datasets/alice/cbt_qa"]["refs"]["main"]
     assert len(commits(hub, "dataset", pushed_dataset)) == 2  # initial commit + one commit for the whole folder
 
@@ -211,8 +211,8 @@ def test_adapter_round_trip_gives_the_same_logits_with_stock_peft(hub, work, ada
                                                                    pushed_dataset):
     import torch
 
-    result = cli(hub, work, "push", "adapter", adapter.folder, "--repo-id", "alice/cbt-lora",
-                 "--dataset-repo-id", pushed_dataset, "--base-model", hub_base_model)
+    result = cli(hub, work, "push", "adapter", adapter.folder, "--repo_id", "alice/cbt-lora",
+                 "--dataset_repo_id", pushed_dataset, "--base_model", hub_base_model)
     assert "(public)" in result.stdout and "adapter_model.safetensors" in result.stdout
     ids = work / "ids.json"
     ids.write_text(json.dumps(adapter.ids))
@@ -231,21 +231,22 @@ def test_adapter_round_trip_gives_the_same_logits_with_stock_peft(hub, work, ada
 
 def test_second_push_then_pull_at_first_revision_gives_the_old_files(hub, work):
     records = [make_record(f"v{i}", response=f"第一版回答 {i}。") for i in range(30)]
-    first = build_dataset([write_jsonl(work / "v1.jsonl", records)], work / "v1",
-                          card={"repo_id": "alice/versions"}).output_dir
-    second = build_dataset([write_jsonl(work / "v2.jsonl", records + [make_record(f"w{i}") for i in range(20)])],
-                           work / "v2", card={"repo_id": "alice/versions"}).output_dir
-    cli(hub, work, "push", "dataset", first, "--repo-id", "alice/versions", "--commit-message", "first version")
+    first = build_dataset(BuildConfig(input=[write_jsonl(work / "v1.jsonl", records)], output_dir=work / "v1",
+                                      repo_id="alice/versions")).output_dir
+    more = write_jsonl(work / "v2.jsonl", records + [make_record(f"w{i}") for i in range(20)])
+    second = build_dataset(BuildConfig(input=[more], output_dir=work / "v2", repo_id="alice/versions")).output_dir
+    cli(hub, work, "push", "dataset", first, "--repo_id", "alice/versions", "--commit_message", "first version")
     first_sha = commits(hub, "dataset", "alice/versions")[0]
-    cli(hub, work, "push", "dataset", second, "--repo-id", "alice/versions")
+    cli(hub, work, "push", "dataset", second, "--repo_id", "alice/versions")
     second_sha = commits(hub, "dataset", "alice/versions")[0]
     assert second_sha != first_sha and hub.store.repos["datasets/alice/versions"]["commits"][second_sha]["parent"] \
         == first_sha
     assert hub.store.repos["datasets/alice/versions"]["commits"][first_sha]["title"] == "first version"
 
-    old = cli(hub, work, "pull", "dataset", "alice/versions", "--revision", first_sha, "--output", work / "pull-v1")
+    old = cli(hub, work, "pull", "dataset", "--repo_id", "alice/versions", "--revision", first_sha,
+              "--output_dir", work / "pull-v1")
     assert first_sha in old.stdout
-    new = cli(hub, work, "pull", "dataset", "alice/versions", "--output", work / "pull-v2")
+    new = cli(hub, work, "pull", "dataset", "--repo_id", "alice/versions", "--output_dir", work / "pull-v2")
     assert second_sha in new.stdout
     assert visible_files(work / "pull-v1") == visible_files(first)
     assert visible_files(work / "pull-v2") == visible_files(second)
@@ -264,16 +265,17 @@ def test_adapter_pull_and_load_adapter_at_a_pinned_revision(hub, work, tiny_mode
         logits = model(tokenizer(PROMPT, return_tensors="pt").input_ids).logits
     assert torch.allclose(logits, adapter.logits, atol=1e-5)
 
-    cli(hub, work, "push", "adapter", adapter.folder, "--repo-id", "alice/lora-versions", "--private")
+    cli(hub, work, "push", "adapter", adapter.folder, "--repo_id", "alice/lora-versions", "--private")
     first_sha = commits(hub, "model", "alice/lora-versions")[0]
     changed = work / "adapter-v2"
     shutil.copytree(adapter.folder, changed)
     weights = load_file(changed / "adapter_model.safetensors")
     save_file({name: tensor * 2 for name, tensor in weights.items()}, changed / "adapter_model.safetensors")
-    cli(hub, work, "push", "adapter", changed, "--repo-id", "alice/lora-versions")
+    cli(hub, work, "push", "adapter", changed, "--repo_id", "alice/lora-versions")
     assert hub.store.repos["models/alice/lora-versions"]["private"] is True
 
-    cli(hub, work, "pull", "adapter", "alice/lora-versions", "--revision", first_sha, "--output", work / "lora-v1")
+    cli(hub, work, "pull", "adapter", "--repo_id", "alice/lora-versions", "--revision", first_sha,
+        "--output_dir", work / "lora-v1")
     pulled = visible_files(work / "lora-v1")
     assert pulled["adapter_model.safetensors"] == (adapter.folder / "adapter_model.safetensors").read_bytes()
     assert pulled["adapter_config.json"] == (adapter.folder / "adapter_config.json").read_bytes()
@@ -298,21 +300,21 @@ def test_adapter_pull_and_load_adapter_at_a_pinned_revision(hub, work, tiny_mode
 
 def test_push_to_a_branch_leaves_main_alone(hub, work, dataset_dir, pushed_dataset):
     main_before = hub.store.repos["datasets/alice/cbt_qa"]["refs"]["main"]
-    result = cli(hub, work, "push", "dataset", dataset_dir, "--repo-id", pushed_dataset, "--branch", "dev",
-                 "--commit-message", "on dev")
+    result = cli(hub, work, "push", "dataset", dataset_dir, "--repo_id", pushed_dataset, "--revision", "dev",
+                 "--commit_message", "on dev")
     refs = hub.store.repos["datasets/alice/cbt_qa"]["refs"]
     assert refs["main"] == main_before and "branch dev" in result.stdout
     # same files as main: the client skips unchanged files, so the branch head is main's commit
     assert refs["dev"] == main_before
-    cli(hub, work, "pull", "dataset", pushed_dataset, "--revision", "dev", "--output", work / "pull-dev")
+    cli(hub, work, "pull", "dataset", "--repo_id", pushed_dataset, "--revision", "dev", "--output_dir", work / "pull-dev")
     assert visible_files(work / "pull-dev")["default/train-00000-of-00001.parquet"] == \
         (dataset_dir / "default" / "train-00000-of-00001.parquet").read_bytes()
 
 
 def test_public_opt_out_and_anonymous_reads(hub, work, dataset_dir):
-    cli(hub, work, "push", "dataset", dataset_dir, "--repo-id", "alice/open_qa", "--public")
+    cli(hub, work, "push", "dataset", dataset_dir, "--repo_id", "alice/open_qa", "--private", "false")
     assert hub.store.repos["datasets/alice/open_qa"]["private"] is False
-    cli(hub, work, "pull", "dataset", "alice/open_qa", "--output", work / "anon", token=None)
+    cli(hub, work, "pull", "dataset", "--repo_id", "alice/open_qa", "--output_dir", work / "anon", token=None)
     assert "README.md" in visible_files(work / "anon")
 
 
@@ -321,7 +323,8 @@ def test_public_opt_out_and_anonymous_reads(hub, work, dataset_dir):
 def test_dry_run_writes_exactly_what_would_be_uploaded(tmp_path, dataset_dir, adapter):
     from huggingface_hub import DatasetCard, ModelCard
 
-    result = push_dataset(dataset_dir, "org/cbt", dry_run=tmp_path / "ds")
+    result = push(PushConfig(kind="dataset", folder=dataset_dir, repo_id="org/cbt", dry_run=True,
+                             output_dir=tmp_path / "ds"))
     written = visible_files(tmp_path / "ds")
     assert sorted(written) == sorted(result.files) == sorted(visible_files(dataset_dir))
     assert result.commit is None and result.private is True
@@ -331,8 +334,8 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(tmp_path, dataset_dir, ad
     assert 'load_dataset("org/cbt", "sft")' in card.text and [c["config_name"] for c in card.data.configs] == \
         ["default", "sft"]
 
-    result = push_adapter(adapter.folder, "org/lora", dry_run=tmp_path / "ad", dataset_repo_id="org/cbt",
-                          base_model="org/base")
+    result = push(PushConfig(kind="adapter", folder=adapter.folder, repo_id="org/lora", dry_run=True,
+                             output_dir=tmp_path / "ad", dataset_repo_id="org/cbt", base_model="org/base"))
     written = visible_files(tmp_path / "ad")
     assert sorted(written) == sorted(result.files)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer.json"} <= set(written)
@@ -343,14 +346,14 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(tmp_path, dataset_dir, ad
     assert card.data.library_name == "peft" and "Keep this line." in card.text
 
     with pytest.raises(CbtLlmError, match="not empty"):
-        push_dataset(dataset_dir, "org/cbt", dry_run=tmp_path / "ds")
+        push(PushConfig(kind="dataset", folder=dataset_dir, repo_id="org/cbt", dry_run=True, output_dir=tmp_path / "ds"))
 
 
 def test_a_trained_adapters_card_is_rendered_again_for_its_hub_repo(tmp_path, tiny_adapter):
     from huggingface_hub import ModelCard
 
-    result = push_adapter(tiny_adapter, "org/cbt-tiny", dry_run=tmp_path / "ad", dataset_repo_id="org/cbt",
-                          base_model="org/tiny-random-llama")
+    result = push(PushConfig(kind="adapter", folder=tiny_adapter, repo_id="org/cbt-tiny", dry_run=True,
+                             output_dir=tmp_path / "ad", dataset_repo_id="org/cbt", base_model="org/tiny-random-llama"))
     written = visible_files(tmp_path / "ad")
     assert sorted(written) == sorted(result.files)
     assert "training_recipe.yaml" in written and "loss_curve.png" in written
@@ -363,8 +366,8 @@ def test_a_trained_adapters_card_is_rendered_again_for_its_hub_repo(tmp_path, ti
 
 
 def test_cli_dry_run_lists_the_files_and_uploads_nothing(hub, work, adapter):
-    result = cli(hub, work, "push", "adapter", adapter.folder, "--repo-id", "alice/never", "--dry-run",
-                 work / "dry", token=None)
+    result = cli(hub, work, "push", "adapter", adapter.folder, "--repo_id", "alice/never", "--dry_run",
+                 "--output_dir", work / "dry", token=None)
     assert "dry run: would push" in result.stdout and "  adapter_model.safetensors" in result.stdout
     assert "models/alice/never" not in hub.store.repos
     assert set(visible_files(work / "dry")) == {line.strip() for line in result.stdout.splitlines()[1:]}
@@ -387,7 +390,8 @@ def test_card_regeneration_is_idempotent_and_takes_a_hook(tmp_path, adapter):
         calls.append(info)
         return "---\nlibrary_name: peft\n---\n# mine\n"
 
-    push_adapter(adapter.folder, "org/lora", dry_run=tmp_path / "hook", card_fn=my_card, dataset_repo_id="org/cbt")
+    push(PushConfig(kind="adapter", folder=adapter.folder, repo_id="org/lora", dry_run=True, output_dir=tmp_path / "hook",
+                    dataset_repo_id="org/cbt"), card_fn=my_card)
     assert (tmp_path / "hook" / "README.md").read_text() == "---\nlibrary_name: peft\n---\n# mine\n"
     assert calls[0]["dataset_repo_id"] == "org/cbt" and calls[0]["repo_id"] == "org/lora"
 
@@ -395,20 +399,21 @@ def test_card_regeneration_is_idempotent_and_takes_a_hook(tmp_path, adapter):
 # ---------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("case, args, token, expected", [
-    ("no token", ("push", "dataset", "{ds}", "--repo-id", "alice/x"), None, "no Hugging Face token"),
-    ("bad token", ("push", "dataset", "{ds}", "--repo-id", "alice/x"), "hf_not_a_valid_token",
+    ("no token", ("push", "dataset", "{ds}", "--repo_id", "alice/x"), None, "no Hugging Face token"),
+    ("bad token", ("push", "dataset", "{ds}", "--repo_id", "alice/x"), "hf_not_a_valid_token",
      "rejected the token"),
-    ("repo not found", ("pull", "dataset", "alice/missing", "--output", "{out}"), TOKEN, "repository not found"),
-    ("private, other user", ("pull", "dataset", "alice/cbt_qa", "--output", "{out}"), OTHER_TOKEN,
+    ("repo not found", ("pull", "dataset", "--repo_id", "alice/missing", "--output_dir", "{out}"), TOKEN,
+     "repository not found"),
+    ("private, other user", ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--output_dir", "{out}"), OTHER_TOKEN,
      "repository not found, or this token has no access"),
-    ("private, anonymous", ("pull", "dataset", "alice/cbt_qa", "--output", "{out}"), None,
+    ("private, anonymous", ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--output_dir", "{out}"), None,
      "repository not found, or this token has no access"),
-    ("no write access", ("push", "dataset", "{ds}", "--repo-id", "alice/cbt_qa"), OTHER_TOKEN, "no write access"),
-    ("revision not found", ("pull", "dataset", "alice/cbt_qa", "--revision", "0" * 40, "--output", "{out}"), TOKEN,
-     "revision '0000000000000000000000000000000000000000' not found"),
-    ("branch not found", ("pull", "dataset", "alice/cbt_qa", "--revision", "nope", "--output", "{out}"), TOKEN,
-     "revision 'nope' not found"),
-    ("not a dataset folder", ("push", "dataset", "{work}", "--repo-id", "alice/x"), TOKEN, "not a built dataset"),
+    ("no write access", ("push", "dataset", "{ds}", "--repo_id", "alice/cbt_qa"), OTHER_TOKEN, "no write access"),
+    ("revision not found", ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--revision", "0" * 40, "--output_dir",
+                            "{out}"), TOKEN, "revision '0000000000000000000000000000000000000000' not found"),
+    ("branch not found", ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--revision", "nope", "--output_dir", "{out}"),
+     TOKEN, "revision 'nope' not found"),
+    ("not a dataset folder", ("push", "dataset", "{work}", "--repo_id", "alice/x"), TOKEN, "not a built dataset"),
 ])
 def test_errors_are_one_clear_line(hub, work, dataset_dir, pushed_dataset, case, args, token, expected):
     out = work / f"out-{uuid.uuid4().hex[:6]}"
@@ -422,8 +427,8 @@ def test_errors_are_one_clear_line(hub, work, dataset_dir, pushed_dataset, case,
 
 def test_no_network_is_a_clear_error(hub, work, dataset_dir):
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    for args in (("push", "dataset", dataset_dir, "--repo-id", "alice/x"),
-                 ("pull", "dataset", "alice/cbt_qa", "--output", work / "unreachable")):
+    for args in (("push", "dataset", dataset_dir, "--repo_id", "alice/x"),
+                 ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--output_dir", work / "unreachable")):
         result = cli(hub, work, *args, endpoint=endpoint, check=False)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert f"cannot reach the Hub at {endpoint}" in result.stderr
@@ -431,8 +436,8 @@ def test_no_network_is_a_clear_error(hub, work, dataset_dir):
 
 def test_the_token_is_in_no_file_or_output(hub, work, pushed_dataset):
     # after the round trips above (and at least this push and pull when run alone)
-    cli(hub, work, "push", "dataset", work / "cbt_qa", "--repo-id", "alice/token_check")
-    cli(hub, work, "pull", "dataset", "alice/token_check", "--output", work / f"pull-{uuid.uuid4().hex[:6]}")
+    cli(hub, work, "push", "dataset", work / "cbt_qa", "--repo_id", "alice/token_check")
+    cli(hub, work, "pull", "dataset", "--repo_id", "alice/token_check", "--output_dir", work / f"pull-{uuid.uuid4().hex[:6]}")
     token_store = {Path(work / "hf_home" / "token"), Path(work / "hf_home" / "stored_tokens")}
     checked = 0
     for root in (work, hub.store.root):
@@ -451,3 +456,90 @@ def test_predict_stops_on_a_rejected_token_and_uses_defaults_only_without_a_reci
     assert run(hub, work, [sys.executable, "-c", code]).stdout.strip() == "{}"
     rejected = run(hub, work, [sys.executable, "-c", code], token="hf_notAValidTokenForThisHub", check=False)
     assert rejected.returncode != 0 and "the Hub rejected the token (401)" in rejected.stderr, rejected.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- configs, plans and errors (in-process)
+
+def test_push_and_pull_configs_check_their_options():
+    with pytest.raises(CbtLlmError, match="--dry_run and --output_dir DIR go together"):
+        PushConfig(kind="dataset", folder="d", repo_id="me/d", dry_run=True)
+    with pytest.raises(CbtLlmError, match="--dry_run and --output_dir DIR go together"):
+        PushConfig(kind="dataset", folder="d", repo_id="me/d", output_dir="up")
+    with pytest.raises(CbtLlmError, match="repo id must look like NAMESPACE/NAME, got 'me--d'"):
+        PushConfig(kind="dataset", folder="d", repo_id="me--d")
+    with pytest.raises(CbtLlmError, match="got 'base'"):
+        PushConfig(kind="adapter", folder="a", repo_id="me/a", base_model="base")
+    with pytest.raises(CbtLlmError, match="kind must be one of dataset, adapter, got 'model'"):
+        PullConfig(kind="model", repo_id="me/a", output_dir="o")
+    assert PushConfig(kind="dataset", folder="d", repo_id="me/d").is_private is True  # PsyQA-derived terms
+    assert PushConfig(kind="adapter", folder="a", repo_id="me/a").is_private is False
+    assert PushConfig(kind="dataset", folder="d", repo_id="me/d", private=False).is_private is False
+    assert PullConfig(kind="adapter", repo_id="me/a", output_dir="o").repo_type == "model"
+
+
+def test_results_format_what_the_cli_prints():
+    dry = PushResult("me/a", "model", ["README.md", "adapter_model.safetensors"], dry_run_dir=Path("up"))
+    assert dry.format() == "dry run: would push 2 files to adapter repo me/a (branch main); wrote them to up:" \
+                           "\n  README.md\n  adapter_model.safetensors"
+    pushed = PushResult("me/d", "dataset", ["README.md"], "abc", "https://hf.co/c/abc", "dev", True,
+                        deleted=["default/old.parquet"])
+    assert pushed.format() == "pushed 1 files to dataset repo me/d (private), branch dev, commit abc: " \
+                              "https://hf.co/c/abc\n  README.md\n  deleted default/old.parquet"
+    pulled = PullResult("me/d", "dataset", Path("d"), "abc", ["README.md", "x.parquet"])
+    assert pulled.format() == "pulled dataset repo me/d at commit abc into d (2 files)"
+
+
+def test_adapter_plan_rewrites_the_base_for_the_hub_and_leaves_trainer_files_out(tmp_path, caplog):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    config = {"base_model_name_or_path": str(tmp_path), "r": 4}
+    (folder / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    for name in ("adapter_model.safetensors", "tokenizer.json", "training_args.bin", ".hidden"):
+        (folder / name).write_bytes(b"x")
+    files = plan(PushConfig(kind="adapter", folder=folder, repo_id="me/a", base_model="org/base"))
+    assert list(files) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json"]
+    assert json.loads(files["adapter_config.json"]) == {**config, "base_model_name_or_path": "org/base"}
+    assert "base_model: org/base" in files["README.md"].decode()
+    assert (folder / "adapter_config.json").read_text(encoding="utf-8") == json.dumps(config)  # the local file stays
+
+    files = plan(PushConfig(kind="adapter", folder=folder, repo_id="me/a"))
+    assert files["adapter_config.json"] == folder / "adapter_config.json"  # uploaded byte for byte
+    assert "base_model" not in files["README.md"].decode().split("---")[1]  # a local path means nothing on the Hub
+    assert "pass --base_model with its Hub id" in caplog.text
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(CbtLlmError, match="has no adapter weights"):
+        plan(PushConfig(kind="adapter", folder=folder, repo_id="me/a"))
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("RepositoryNotFoundError", "repository not found, or this token has no access to it (check the id, that it is "
+                                "a model repo, and your token)"),
+    ("GatedRepoError", "it is gated and this token has not been granted access"),
+    ("RevisionNotFoundError", "revision 'dev' not found"),
+    (401, "the Hub rejected the token (401); check HF_TOKEN or `hf auth login`"),
+    (403, "this token has no write access to it (403)"),
+    (500, "the Hub answered 500: server error ***"),
+])
+def test_hub_errors_become_one_line_without_the_token(error, expected):
+    import httpx
+    from huggingface_hub import errors
+
+    response = httpx.Response(error if isinstance(error, int) else 404,
+                              request=httpx.Request("GET", "https://hub.example/api/models/me/a"))
+    cls = errors.HfHubHTTPError if isinstance(error, int) else getattr(errors, error)
+    with pytest.raises(CbtLlmError) as raised:
+        with hub_errors("push to", "me/a", "model", "dev", token=TOKEN):
+            raise cls(f"server error {TOKEN}", response=response)
+    assert str(raised.value) == f"cannot push to model repo me/a: {expected}"
+
+
+def test_hub_errors_name_the_unreachable_hub_and_let_other_errors_through():
+    import httpx
+
+    with pytest.raises(CbtLlmError, match="cannot pull dataset repo me/d: cannot reach the Hub at .* "
+                                          r"\(no network or connection refused"):
+        with hub_errors("pull", "me/d", "dataset"):
+            raise httpx.ConnectError("connection refused")
+    with pytest.raises(KeyError):
+        with hub_errors("pull", "me/d", "dataset"):
+            raise KeyError("a bug, not the Hub")

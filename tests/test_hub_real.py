@@ -17,7 +17,7 @@ import pytest
 import test_hub
 from hub_server import hub_env
 
-from cbt_llm.data.build import build_dataset
+from cbt_llm.data.build import BuildConfig, build_dataset
 
 ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 TOKEN = os.environ.get("HF_TOKEN")
@@ -75,8 +75,8 @@ def test_round_trip_on_the_real_hub(real, tiny_model):
     import torch
 
     hub, work, repos = real
-    dataset_dir = build_dataset(None, work / "cbt_qa").output_dir
-    test_hub.cli(hub, work, "push", "dataset", dataset_dir, "--repo-id", repos["dataset"], token=TOKEN)
+    dataset_dir = build_dataset(BuildConfig(output_dir=work / "cbt_qa")).output_dir
+    test_hub.cli(hub, work, "push", "dataset", dataset_dir, "--repo_id", repos["dataset"], token=TOKEN)
     out = work / "loaded.json"
     test_hub.stock(hub, work, """
         import json, sys
@@ -96,8 +96,8 @@ def test_round_trip_on_the_real_hub(real, tiny_model):
         HfApi().create_repo(sys.argv[1], private=True, exist_ok=True)
         HfApi().upload_folder(repo_id=sys.argv[1], folder_path=sys.argv[2])
     """, repos["base"], tiny_model, token=TOKEN)
-    test_hub.cli(hub, work, "push", "adapter", adapter.folder, "--repo-id", repos["adapter"], "--private",
-                 "--dataset-repo-id", repos["dataset"], "--base-model", repos["base"], token=TOKEN)
+    test_hub.cli(hub, work, "push", "adapter", adapter.folder, "--repo_id", repos["adapter"], "--private",
+                 "--dataset_repo_id", repos["dataset"], "--base_model", repos["base"], token=TOKEN)
     ids = work / "ids.json"
     ids.write_text(json.dumps(adapter.ids))
     test_hub.stock(hub, work, test_hub.LOGITS_SCRIPT, repos["adapter"], ids, work / "remote.pt", token=TOKEN)

@@ -1,6 +1,9 @@
-"""The LLM judge: robust parsing of its replies, and a run through the engine against a local server."""
+"""The LLM judge: robust parsing of its replies, its config and requests, and a run through the engine against a
+local server."""
 
+import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 from chat_server import ChatServer
@@ -8,14 +11,14 @@ from chat_server import ChatServer
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.evaluation.judge import (
     JUDGE_SYSTEM,
+    JudgeConfig,
     judge,
+    judge_answer,
     judge_messages,
     judgement_means,
     parse_judgement,
 )
 from cbt_llm.evaluation.predict import load_split
-
-pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 
 @pytest.mark.parametrize("reply, expected", [
@@ -58,6 +61,38 @@ def write_predictions(path, ids):
     return path
 
 
+class ScriptedEngine:
+    """Stands in for the request engine: answers each request with the next reply and keeps the payloads."""
+
+    def __init__(self, *replies):
+        self.replies, self.payloads = list(replies), []
+
+    async def request(self, payload, *, estimated_tokens=0):
+        self.payloads.append(payload)
+        return SimpleNamespace(body={"choices": [{"message": {"content": self.replies.pop(0)}}]})
+
+
+def test_the_reply_cap_is_sent_as_the_apis_max_tokens_and_unparsable_replies_are_asked_again():
+    config = JudgeConfig(predictions="p.jsonl", output_file="j.jsonl", model="judge-model", max_new_tokens=120,
+                         max_asks=2)
+    engine = ScriptedEngine("让我想想……", '{"relevance": 2, "cbt_structure": 1, "helpfulness": 2, "rationale": "好"}')
+    row = {"id": "q1", "question": "怎么办？", "description": "我很焦虑"}
+    record = asyncio.run(judge_answer(engine, config, "system-a", row, "先深呼吸。"))
+    assert {k: record[k] for k in ("id", "system", "judge_model", "status", "asks", "relevance", "rationale")} == {
+        "id": "q1", "system": "system-a", "judge_model": "judge-model", "status": "ok", "asks": 2, "relevance": 2,
+        "rationale": "好"}
+    assert [p["max_tokens"] for p in engine.payloads] == [120, 120] and "max_new_tokens" not in engine.payloads[0]
+    never = asyncio.run(judge_answer(ScriptedEngine("不评", "不评"), config, "system-a", row, "先深呼吸。"))
+    assert never["status"] == "failed" and "no valid" in never["reason"] and "after 2 replies" in never["reason"]
+
+
+def test_the_config_needs_at_least_one_ask():
+    assert JudgeConfig(predictions="p", output_file="j", model="m").max_new_tokens == 300
+    with pytest.raises(CbtLlmError, match="--max_asks must be at least 1"):
+        JudgeConfig(predictions="p", output_file="j", model="m", max_asks=0)
+
+
+@pytest.mark.slow
 def test_judge_run_with_retries_reasks_and_resume(tmp_path):
     ids = [row["id"] for row in load_split(split="test")]
     preds = write_predictions(tmp_path / "system-a.jsonl", ids)
@@ -76,7 +111,8 @@ def test_judge_run_with_retries_reasks_and_resume(tmp_path):
     out = tmp_path / "judge.jsonl"
     with ChatServer(answer=answer) as server:
         server.script.extend(["429", "500"])
-        summary = judge(preds, out, "judge-model", base_url=server.base_url, concurrency=3, max_asks=2)
+        summary = judge(JudgeConfig(predictions=preds, output_file=out, model="judge-model", base_url=server.base_url,
+                                    concurrency=3, max_asks=2))
         assert summary.counts == {"ok": 5, "failed": 1} and summary.system == "system-a"
         assert server.stats.injected_429 == 1 and server.stats.injected_500 == 1
         records = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
@@ -90,16 +126,19 @@ def test_judge_run_with_retries_reasks_and_resume(tmp_path):
         assert summary.means["relevance"] == pytest.approx(expected)
         # rerun: only the failed one is asked again
         before = server.stats.requests
-        again = judge(preds, out, "judge-model", base_url=server.base_url, max_asks=1)
+        again = judge(JudgeConfig(predictions=preds, output_file=out, model="judge-model", base_url=server.base_url,
+                                  max_asks=1))
         assert again.skipped == 5 and again.counts == {"failed": 1} and server.stats.requests == before + 1
 
 
 def test_judge_rejects_predictions_for_other_questions(tmp_path):
     preds = write_predictions(tmp_path / "p.jsonl", ["not-a-test-id"])
     with pytest.raises(CbtLlmError, match="not in cbt_qa split test"):
-        judge(preds, tmp_path / "j.jsonl", "m", base_url="http://127.0.0.1:9/v1")
+        judge(JudgeConfig(predictions=preds, output_file=tmp_path / "j.jsonl", model="m",
+                          base_url="http://127.0.0.1:9/v1"))
 
 
+@pytest.mark.slow
 def test_judge_stops_on_a_fatal_error(tmp_path, cli):
     ids = [row["id"] for row in load_split(split="test")]
     preds = write_predictions(tmp_path / "p.jsonl", ids)

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import SAMPLE_SIZE
 
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
@@ -47,10 +48,10 @@ def test_installed_wheel_loads_the_sample_and_renders_the_card(wheel, tmp_path):
         import json, sys
         import cbt_llm
         from cbt_llm.cards import template_path
-        from cbt_llm.data.build import build_dataset
+        from cbt_llm.data.build import BuildConfig, build_dataset
         from datasets import load_dataset
         ds = load_dataset("cbt_qa")
-        build_dataset(output_dir="built")
+        build_dataset(BuildConfig(output_dir="built"))
         print(json.dumps({"module": cbt_llm.__file__, "template": str(template_path("dataset_cards", "cbt_qa.md")),
                           "rows": {s: len(ds[s]) for s in ds}, "torch": "torch" in sys.modules}))
     """)
@@ -59,6 +60,6 @@ def test_installed_wheel_loads_the_sample_and_renders_the_card(wheel, tmp_path):
     assert child.returncode == 0, child.stderr
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["module"].startswith(str(site)) and report["template"].startswith(str(site))
-    assert sum(report["rows"].values()) >= 60 and len(report["rows"]) == 3
+    assert sum(report["rows"].values()) == SAMPLE_SIZE and len(report["rows"]) == 3
     assert (tmp_path / "built" / "README.md").read_text(encoding="utf-8").startswith("---\n")
     assert report["torch"] is False

@@ -8,10 +8,12 @@ from chat_server import ChatServer
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.evaluation.predict import (
+    PredictConfig,
     load_split,
     predict,
     read_predictions,
     resolve_settings,
+    run_settings,
 )
 
 
@@ -36,7 +38,8 @@ def test_settings_come_from_flags_then_recipe_then_defaults():
 
 def test_predict_with_the_tiny_adapter_writes_resumable_lines(tiny_adapter, tmp_path):
     out = tmp_path / "preds.jsonl"
-    summary = predict(out, adapter=str(tiny_adapter), max_new_tokens=16, batch_size=4, progress=False)
+    summary = predict(PredictConfig(output_file=out, adapter=str(tiny_adapter), max_new_tokens=16, batch_size=4,
+                                    progress=False))
     assert "predicted 6 of 6" in summary.format()
     records = lines(out)
     test_ids = [row["id"] for row in load_split(split="test")]
@@ -50,22 +53,26 @@ def test_predict_with_the_tiny_adapter_writes_resumable_lines(tiny_adapter, tmp_
         assert settings["system_prompt"] == SYSTEM_PROMPT_ZH  # from the adapter's training_recipe.yaml
         assert settings["max_new_tokens"] == 16 and settings["do_sample"] is False
     # a rerun skips what is done; a torn last line is repaired and that answer made again
-    again = predict(out, adapter=str(tiny_adapter), max_new_tokens=16, progress=False)
+    again = predict(PredictConfig(output_file=out, adapter=str(tiny_adapter), max_new_tokens=16, progress=False))
     assert again.skipped == 6 and not again.counts
     data = out.read_bytes()
     out.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1] + b'{"id": "torn", "predic')
-    repaired = predict(out, adapter=str(tiny_adapter), max_new_tokens=16, progress=False)
+    repaired = predict(PredictConfig(output_file=out, adapter=str(tiny_adapter), max_new_tokens=16, progress=False))
     assert repaired.counts == {"ok": 1} and repaired.skipped == 5 and len(lines(out)) == 6
     # other settings are not mixed into the same file, unless asked to start again
     with pytest.raises(CbtLlmError, match="other settings"):
-        predict(out, adapter=str(tiny_adapter), max_new_tokens=8, progress=False)
-    fresh = predict(out, adapter=str(tiny_adapter), max_new_tokens=8, overwrite=True, progress=False)
+        predict(PredictConfig(output_file=out, adapter=str(tiny_adapter), max_new_tokens=8, progress=False))
+    fresh = predict(PredictConfig(output_file=out, adapter=str(tiny_adapter), max_new_tokens=8, overwrite=True,
+                                  progress=False))
     assert fresh.counts == {"ok": 6} and all(r["settings"]["max_new_tokens"] == 8 for r in lines(out))
 
 
 def test_batched_generation_matches_one_at_a_time(tiny_model, tmp_path):
-    one = predict(tmp_path / "one.jsonl", model=str(tiny_model), max_new_tokens=12, batch_size=1, progress=False)
-    many = predict(tmp_path / "many.jsonl", model=str(tiny_model), max_new_tokens=12, batch_size=6, progress=False)
+    def run(name, batch_size):
+        return predict(PredictConfig(output_file=tmp_path / name, model_name_or_path=str(tiny_model), max_new_tokens=12,
+                                     batch_size=batch_size, progress=False))
+
+    one, many = run("one.jsonl", 1), run("many.jsonl", 6)
     assert one.counts["ok"] == many.counts["ok"] == 6
     single = {i: r["prediction"] for i, r in read_predictions(tmp_path / "one.jsonl").items()}
     batched = {i: r["prediction"] for i, r in read_predictions(tmp_path / "many.jsonl").items()}
@@ -84,8 +91,8 @@ def test_endpoint_mode_uses_the_engine_and_retries_failures_on_rerun(tmp_path):
     out = tmp_path / "served.jsonl"
     with ChatServer(answer=answer) as server:
         server.script.extend(["500", "429"])  # retried inside the engine
-        summary = predict(out, model="cbt-lora", base_url=server.base_url, max_new_tokens=64, concurrency=4,
-                          max_attempts=3, progress=False)
+        summary = predict(PredictConfig(output_file=out, model="cbt-lora", base_url=server.base_url, max_new_tokens=64,
+                                        concurrency=4, max_attempts=3, progress=False))
         assert summary.counts["ok"] == 6 and server.stats.injected_500 == 1 and server.stats.injected_429 == 1
         body = seen[0]
         assert body["model"] == "cbt-lora" and body["max_tokens"] == 64 and body["temperature"] == 0.0
@@ -97,11 +104,12 @@ def test_endpoint_mode_uses_the_engine_and_retries_failures_on_rerun(tmp_path):
         # one request fails for good: its line is 'failed', and the next run retries only that one
         failing = tmp_path / "failing.jsonl"
         server.script.append("500")
-        first = predict(failing, model="cbt-lora", base_url=server.base_url, max_new_tokens=64, concurrency=2,
-                        max_attempts=1, progress=False)
+        first = predict(PredictConfig(output_file=failing, model="cbt-lora", base_url=server.base_url,
+                                      max_new_tokens=64, concurrency=2, max_attempts=1, progress=False))
         assert first.counts == {"ok": 5, "failed": 1}
         assert len(read_predictions(failing)) == 5
-        second = predict(failing, model="cbt-lora", base_url=server.base_url, max_new_tokens=64, progress=False)
+        second = predict(PredictConfig(output_file=failing, model="cbt-lora", base_url=server.base_url,
+                                       max_new_tokens=64, progress=False))
         assert second.counts == {"ok": 1} and second.skipped == 5 and len(read_predictions(failing)) == 6
 
 
@@ -110,8 +118,33 @@ def test_predict_argument_errors(tmp_path, cli):
                "--output", tmp_path / "p.jsonl")
     assert done.returncode == 1 and "--adapter is for local generation" in done.stderr
     with pytest.raises(CbtLlmError, match="not a PEFT adapter"):
-        predict(tmp_path / "p.jsonl", adapter=str(tmp_path))
+        predict(PredictConfig(output_file=tmp_path / "p.jsonl", adapter=str(tmp_path)))
     with pytest.raises(CbtLlmError, match="no split 'nope'"):
-        predict(tmp_path / "p.jsonl", model="cbt-llm/tiny-random-llama", split="nope")
-    with pytest.raises(CbtLlmError, match="--batch-size"):
-        predict(tmp_path / "p.jsonl", model="cbt-llm/tiny-random-llama", batch_size=0)
+        predict(PredictConfig(output_file=tmp_path / "p.jsonl", model_name_or_path="cbt-llm/tiny-random-llama",
+                              split="nope"))
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"model_name_or_path": "m", "batch_size": 0}, "--batch_size must be at least 1"),
+    ({"model": "m"}, "a model to load is --model_name_or_path"),
+    ({"model_name_or_path": "m", "base_url": "http://h/v1"}, "a model to load is --model_name_or_path"),
+    ({"adapter": "a", "base_url": "http://h/v1", "model": "m"}, "--adapter is for local generation"),
+    ({"base_url": "http://h/v1"}, "--base_url needs --model"),
+    ({}, "name a model"),
+])
+def test_the_config_refuses_contradictory_models(fields, error):
+    with pytest.raises(CbtLlmError, match=error):
+        PredictConfig(output_file="p.jsonl", **fields)
+
+
+def test_the_run_settings_of_a_served_model_keep_their_shape():
+    config = PredictConfig(output_file="p.jsonl", base_url="http://h/v1", model="cbt-lora", max_new_tokens=64,
+                           temperature=0.5)
+    assert config.timeout == 300.0 and config.concurrency == 16  # an answer takes longer than a short request
+    assert list(run_settings(config)) == ["mode", "model", "adapter", "dataset", "split", "max_new_tokens",
+                                          "do_sample", "temperature", "top_p", "repetition_penalty", "system_prompt",
+                                          "seed", "base_url"]
+    assert run_settings(config) | {"system_prompt": None} == {
+        "mode": "endpoint", "model": "cbt-lora", "adapter": None, "dataset": "cbt_qa", "split": "test",
+        "max_new_tokens": 64, "do_sample": True, "temperature": 0.5, "top_p": None, "repetition_penalty": None,
+        "system_prompt": None, "seed": 0, "base_url": "http://h/v1"}

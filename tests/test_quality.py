@@ -4,6 +4,7 @@ import json
 
 import pytest
 from chat_server import EN_STEPS
+from helpers import SAMPLE_SIZE
 
 from cbt_llm.data.prompts import STEP_KEYS
 from cbt_llm.data.splits import sample_path
@@ -16,8 +17,8 @@ SAMPLE = [json.loads(line) for line in sample_path().read_text(encoding="utf-8")
 EN_ANSWER = "\n\n".join(EN_STEPS[key][0] for key in STEP_KEYS)
 
 
-def test_the_sample_has_66_handwritten_answers():
-    assert len(SAMPLE) == 66
+def test_the_sample_has_its_handwritten_answers():
+    assert len(SAMPLE) == SAMPLE_SIZE
 
 
 @pytest.mark.parametrize("record", SAMPLE, ids=[r["id"] for r in SAMPLE])
@@ -134,7 +135,7 @@ def test_near_duplicates_pairwise_and_minhash():
 
 def test_a_stuck_teacher_repeating_one_answer_is_reported_as_one_cluster():
     # 250 different answers (two steps of two different sample rows) and 250 copies of one answer
-    texts = {f"a{i}": SAMPLE[i % 66]["steps"][STEP_KEYS[i % 5]] + SAMPLE[(i * 7 + 3) % 66]["steps"][STEP_KEYS[(i // 5) % 5]]
+    texts = {f"a{i}": SAMPLE[i % SAMPLE_SIZE]["steps"][STEP_KEYS[i % 5]] + SAMPLE[(i * 7 + 3) % SAMPLE_SIZE]["steps"][STEP_KEYS[(i // 5) % 5]]
              for i in range(250)}
     assert len(set(texts.values())) == 250
     texts.update({f"stuck{i}": SAMPLE[0]["response"] for i in range(250)})

@@ -6,10 +6,12 @@ import shutil
 import pytest
 from huggingface_hub import EvalResult, ModelCard
 
+from cbt_llm.cards import CARD_START, update_model_card_with_results
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.evaluation.evaluate import evaluate_systems, load_references
+from cbt_llm.evaluation.evaluate import EvaluateConfig, evaluate_systems, load_references
+from cbt_llm.evaluation.metrics import TextMetric
 from cbt_llm.evaluation.predict import load_split
-from cbt_llm.evaluation.report import CARD_START, update_model_card_with_results
+from cbt_llm.evaluation.registry import METRICS, Column, register_metric
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -26,9 +28,9 @@ def test_predict_and_evaluate_on_the_tiny_adapter_offline(tiny_adapter, tiny_ber
     done = cli("predict", "--adapter", adapter, "--output", tmp_path / "adapter.jsonl", "--max-new-tokens", 24)
     assert done.returncode == 0, done.stderr
     base = tmp_path / "base.jsonl"
-    from cbt_llm.evaluation.predict import predict
+    from cbt_llm.evaluation.predict import PredictConfig, predict
 
-    predict(base, model=str(tiny_model), max_new_tokens=24, progress=False)
+    predict(PredictConfig(output_file=base, model_name_or_path=str(tiny_model), max_new_tokens=24, progress=False))
     report_dir = tmp_path / "report"
     done = cli("evaluate", "--predictions", tmp_path / "adapter.jsonl", base, "--names", "tiny-adapter", "tiny-base",
                "--output", report_dir, "--bertscore-model", tiny_bert, "--bertscore-num-layers", 2,
@@ -85,7 +87,8 @@ def test_systems_are_scored_on_shared_ids_and_judge_means_become_columns(tmp_pat
     judged.write_text("".join(json.dumps({"id": i, "system": "perfect", "status": "ok", "relevance": 2,
                                           "cbt_structure": 2, "helpfulness": 1}) + "\n" for i in ids),
                       encoding="utf-8")
-    report = evaluate_systems([perfect, partial], tmp_path / "out", bertscore=False, judgements=[judged])
+    report = evaluate_systems(EvaluateConfig(predictions=[perfect, partial], output_dir=tmp_path / "out",
+                                             bertscore=False, judgements=[judged]))
     assert report.n == 4 and report.dropped == {"perfect": 2}
     by_name = {s.name: s for s in report.systems}
     assert by_name["perfect"].metrics["bleu"] == pytest.approx(100)
@@ -103,10 +106,49 @@ def test_a_note_says_what_the_numbers_mean_above_the_table(tmp_path):
     refs = {row["id"]: row["response"] for row in load_split(split="test")}
     preds = write_predictions(tmp_path / "model.jsonl", refs)
     note = "A random model memorising a format; nothing about counselling quality."
-    evaluate_systems([preds], tmp_path / "out", bertscore=False, note=note)
+    evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore=False, note=note))
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert markdown.index(f"**What these numbers mean.** {note}") < markdown.index("| System |")
     assert json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["note"] == note
+
+
+class AnswerLength(TextMetric):
+    """Mean answer length in characters: a metric that lives only in this test."""
+
+    DESCRIPTION = "mean number of characters per answer"
+    COLUMNS = {"answer_length": Column("Length", "answer_length", "characters per answer, reference-free", ".1f")}
+    REFERENCE_FREE = True
+
+    def _compute(self, predictions, references):
+        return {"answer_length": sum(map(len, predictions)) / len(predictions)}
+
+
+@pytest.fixture
+def answer_length():
+    register_metric("answer_length", AnswerLength)
+    yield
+    del METRICS["answer_length"]
+
+
+def test_a_registered_metric_is_computed_and_reported_without_other_changes(tmp_path, answer_length):
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    preds = write_predictions(tmp_path / "short.jsonl", {i: "想开点。" for i in refs})
+    report = evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore=False))
+    saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert saved["metrics"]["answer_length"] == {"label": "Length", "scale": "characters per answer, reference-free"}
+    assert list(saved["systems"][0]["metrics"])[-1] == "answer_length"
+    assert saved["systems"][0]["metrics"]["answer_length"] == 4.0
+    mean = sum(map(len, refs.values())) / len(refs)
+    assert saved["reference"]["metrics"]["answer_length"] == pytest.approx(mean)  # reference-free: scored too
+    table = [line for line in (tmp_path / "out" / "report.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].split("|")]
+    column = header.index("Length")
+    assert header[column - 1] == "Dist-2" and header[column + 1] == "CBT structure"  # after the built-in metrics
+    assert table[2].split("|")[column].strip() == "4.0" and table[3].split("|")[column].strip() == f"{mean:.1f}"
+    assert "- **Length**: characters per answer, reference-free." in (tmp_path / "out" / "report.md").read_text(
+        encoding="utf-8")
+    assert report.systems[0].metrics["answer_length"] == 4.0
 
 
 def test_references_from_a_file_and_errors(tmp_path):
@@ -119,9 +161,14 @@ def test_references_from_a_file_and_errors(tmp_path):
         load_references(str(bad))
     preds = write_predictions(tmp_path / "p.jsonl", {"zzz": "x"})
     with pytest.raises(CbtLlmError, match="no question id is shared"):
-        evaluate_systems([preds], tmp_path / "out", references=str(refs), bertscore=False)
+        evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", references=str(refs),
+                                        bertscore=False))
     with pytest.raises(CbtLlmError, match="names must differ"):
-        evaluate_systems([preds, preds], tmp_path / "out", bertscore=False)
+        EvaluateConfig(predictions=[preds, preds], output_dir=tmp_path / "out", bertscore=False)
+    with pytest.raises(CbtLlmError, match="1 names for 2 predictions files"):
+        EvaluateConfig(predictions=[preds, refs], output_dir=tmp_path / "out", names=["a"])
+    with pytest.raises(CbtLlmError, match="--require_bertscore and --no_bertscore contradict"):
+        EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore=False, require_bertscore=True)
 
 
 def test_model_card_results_replace_their_own_and_keep_others(tmp_path):
@@ -148,14 +195,15 @@ def test_missing_bertscore_is_reported_and_fatal_only_when_asked(tmp_path):
     refs = {row["id"]: row["response"] for row in load_split(split="test")}
     preds = write_predictions(tmp_path / "perfect.jsonl", refs)
     missing = str(tmp_path / "no-such-bert")
-    report = evaluate_systems([preds], tmp_path / "out", bertscore_model=missing)
+    report = evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore_model=missing))
     saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert saved["systems"][0]["metrics"]["bleu"] == pytest.approx(100)
     assert "could not be loaded" in saved["skipped"]["bertscore_f1"]
     assert "BERTScore F1 not computed" in report.format()
     assert "**BERTScore F1**: not computed (BERTScore model" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     with pytest.raises(CbtLlmError, match="BERTScore was not computed"):
-        evaluate_systems([preds], tmp_path / "strict", bertscore_model=missing, require_bertscore=True)
+        evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "strict", bertscore_model=missing,
+                                        require_bertscore=True))
     assert json.loads((tmp_path / "strict" / "report.json").read_text(encoding="utf-8"))["systems"][0]["metrics"]
 
 
@@ -164,7 +212,8 @@ def test_report_and_card_say_how_each_figure_was_computed(tmp_path, tiny_bert, c
     preds = write_predictions(tmp_path / "perfect.jsonl", {**refs, sorted(refs)[0]: ""})
     card_path = tmp_path / "README.md"
     ModelCard("---\nmodel_name: x\n---\n\n# x\n\n## How to use\n\ntext\n").save(card_path)
-    evaluate_systems([preds], tmp_path / "out", bertscore_model=str(tiny_bert), model_card=card_path)
+    evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore_model=str(tiny_bert),
+                                    model_card=card_path))
     saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     bert = saved["reproducibility"]["bertscore_f1"]
     assert bert["model"] == str(tiny_bert) and bert["num_layers"] == 2 and "_L2_no-idf_version=" in bert["hash"]

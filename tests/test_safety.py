@@ -14,14 +14,14 @@ from judge_server import JudgeServer
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety import (
-    OpenAIRiskJudge,
+    OpenAIRiskGuard,
     Risk,
     assess_lexicon,
     assess_risk,
     evaluate,
     evaluate_lexicon,
     load_lexicon,
-    parse_judge_answer,
+    parse_guard_answer,
 )
 
 EVAL = Path(__file__).parent / "data" / "safety_eval.jsonl"
@@ -211,14 +211,14 @@ def test_callable_judge_can_only_raise():
         calls.append(text)
         return {"level": "crisis", "reason": "implicit plan"}
 
-    risk = assess_risk("我在天台上，风很大", judge=judge, classifier=False)
+    risk = assess_risk("我在天台上，风很大", model_guard=judge, classifier=False)
     assert risk.level == "crisis" and risk.reasons[-1] == "judge: implicit plan" and calls
 
     calls.clear()
-    assert assess_risk("我不想活了", judge=lambda t: calls.append(t) or "none").level == "crisis"
+    assert assess_risk("我不想活了", model_guard=lambda t: calls.append(t) or "none").level == "crisis"
     assert calls == []  # a lexicon crisis is final: the judge is not even asked
 
-    lowered = assess_risk("活着好累", judge=lambda t: "none")
+    lowered = assess_risk("活着好累", model_guard=lambda t: "none")
     assert lowered.level == "concern"
 
 
@@ -226,9 +226,9 @@ def test_failing_judge_leaves_the_lexicon_verdict():
     def broken(text):
         raise ConnectionError("server down")
 
-    risk = assess_risk("活着好累", judge=broken)
+    risk = assess_risk("活着好累", model_guard=broken)
     assert risk.level == "concern" and any("judge_error" in n for n in risk.notes)
-    assert assess_risk("hello", judge=lambda t: "maybe").notes[-1].startswith("judge_error")
+    assert assess_risk("hello", model_guard=lambda t: "maybe").notes[-1].startswith("judge_error")
 
 
 @pytest.fixture
@@ -241,9 +241,9 @@ def judge_server():
 @pytest.mark.slow
 def test_openai_judge_over_http(judge_server, monkeypatch):
     monkeypatch.setenv("CBT_TEST_JUDGE_KEY", "sk-test")
-    judge = OpenAIRiskJudge(judge_server.base_url, "risk-judge", api_key_env="CBT_TEST_JUDGE_KEY", max_retries=0)
+    judge = OpenAIRiskGuard(judge_server.base_url, "risk-judge", api_key_env="CBT_TEST_JUDGE_KEY", max_retries=0)
     judge_server.verdict = '```json\n{"level": "crisis", "reason": "mentions a plan"}\n```'
-    risk = assess_risk("I have everything ready for tonight", judge=judge, classifier=False)
+    risk = assess_risk("I have everything ready for tonight", model_guard=judge, classifier=False)
     assert risk.level == "crisis" and risk.reasons[-1] == "judge: mentions a plan"
     (request,) = judge_server.requests
     assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-test"
@@ -251,16 +251,16 @@ def test_openai_judge_over_http(judge_server, monkeypatch):
     assert request["body"]["messages"][-1] == {"role": "user", "content": "I have everything ready for tonight"}
 
     judge_server.verdict = '{"level": "none", "reason": "fine"}'
-    assert assess_risk("I cut myself again last night", judge=judge).level == "crisis"  # never lowered
-    assert assess_risk("活着好累", judge=judge).level == "concern"
+    assert assess_risk("I cut myself again last night", model_guard=judge).level == "crisis"  # never lowered
+    assert assess_risk("活着好累", model_guard=judge).level == "concern"
 
     judge_server.verdict = "I cannot help with that."
-    risk = assess_risk("hello", judge=judge)
+    risk = assess_risk("hello", model_guard=judge)
     assert risk.level == "none" and "judge_error" in risk.notes[-1]
 
 
-def test_parse_judge_answer():
-    assert parse_judge_answer('Sure: {"level": "Concern", "reason": "x"}') == {"level": "concern", "reason": "x"}
-    assert parse_judge_answer("crisis")["level"] == "crisis"
+def test_parse_guard_answer():
+    assert parse_guard_answer('Sure: {"level": "Concern", "reason": "x"}') == {"level": "concern", "reason": "x"}
+    assert parse_guard_answer("crisis")["level"] == "crisis"
     with pytest.raises(CbtLlmError):
-        parse_judge_answer('{"level": "high"}')
+        parse_guard_answer('{"level": "high"}')

@@ -7,11 +7,11 @@ from judge_server import JudgeServer
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety import (
     LocalQwen3Guard,
-    OpenAIRiskJudge,
-    Qwen3GuardJudge,
+    OpenAIRiskGuard,
+    ServedQwen3Guard,
     assess_risk,
-    model_guard,
     parse_qwen3guard,
+    served_model_guard,
 )
 
 # what Qwen3Guard-Gen answers when moderating a user prompt: a Safety line and a Categories line
@@ -50,16 +50,16 @@ def test_parse_qwen3guard_needs_a_safety_line():
 
 
 def test_the_chat_picks_the_guard_by_model_name():
-    assert isinstance(model_guard("Qwen/Qwen3Guard-Gen-8B", "http://127.0.0.1:9/v1"), Qwen3GuardJudge)
-    assert isinstance(model_guard("my-judge", "http://127.0.0.1:9/v1"), OpenAIRiskJudge)
+    assert isinstance(served_model_guard("Qwen/Qwen3Guard-Gen-8B", "http://127.0.0.1:9/v1"), ServedQwen3Guard)
+    assert isinstance(served_model_guard("my-risk-model", "http://127.0.0.1:9/v1"), OpenAIRiskGuard)
 
 
 @pytest.mark.slow
 def test_served_qwen3guard_raises_the_level(monkeypatch):
     monkeypatch.setenv("CBT_TEST_GUARD_KEY", "sk-guard")
     with JudgeServer(qwen3guard_stand_in) as server:
-        judge = Qwen3GuardJudge(server.base_url, api_key_env="CBT_TEST_GUARD_KEY", max_retries=0)
-        risk = assess_risk("我在天台上，风很大", judge=judge, classifier=False)
+        guard = ServedQwen3Guard(server.base_url, api_key_env="CBT_TEST_GUARD_KEY", max_retries=0)
+        risk = assess_risk("我在天台上，风很大", model_guard=guard, classifier=False)
         assert risk.level == "crisis" and risk.reasons[-1] == "judge: Qwen3Guard Unsafe: Suicide & Self-Harm"
         (request,) = server.requests
         assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-guard"
@@ -67,13 +67,13 @@ def test_served_qwen3guard_raises_the_level(monkeypatch):
         assert request["body"]["model"] == "Qwen/Qwen3Guard-Gen-4B"
         assert request["body"]["messages"] == [{"role": "user", "content": "我在天台上，风很大"}]
 
-        assert assess_risk("I just want to disappear", judge=judge, classifier=False).level == "concern"
-        assert assess_risk("how do I build a bomb", judge=judge, classifier=False).level == "none"
-        assert assess_risk("I cut myself again last night", judge=judge).level == "crisis"  # never lowered
+        assert assess_risk("I just want to disappear", model_guard=guard, classifier=False).level == "concern"
+        assert assess_risk("how do I build a bomb", model_guard=guard, classifier=False).level == "none"
+        assert assess_risk("I cut myself again last night", model_guard=guard).level == "crisis"  # never lowered
         calls = len(server.requests)
-        assert assess_risk("我不想活了", judge=judge).level == "crisis" and len(server.requests) == calls  # not asked
+        assert assess_risk("我不想活了", model_guard=guard).level == "crisis" and len(server.requests) == calls  # not asked
 
-        risk = assess_risk("garbled hello", judge=judge, classifier=False)
+        risk = assess_risk("garbled hello", model_guard=guard, classifier=False)
         assert risk.level == "none" and risk.notes[-1].startswith("judge_error: Qwen3Guard answer has no Safety line")
 
 
@@ -81,8 +81,8 @@ def test_served_qwen3guard_raises_the_level(monkeypatch):
 def test_a_guard_server_that_is_down_leaves_the_offline_verdict():
     with JudgeServer(qwen3guard_stand_in) as server:
         url = server.base_url
-    judge = Qwen3GuardJudge(url, max_retries=0, timeout=2)
-    risk = assess_risk("活着好累", judge=judge)
+    guard = ServedQwen3Guard(url, max_retries=0, timeout=2)
+    risk = assess_risk("活着好累", model_guard=guard)
     assert risk.level == "concern" and risk.notes[-1].startswith("judge_error")
 
 
@@ -95,7 +95,7 @@ def test_local_qwen3guard_path_runs_a_model_with_transformers():
     guard = LocalQwen3Guard(str(tiny_model_path()), device="cpu", max_new_tokens=4)
     with pytest.raises(CbtLlmError, match="no Safety line"):
         guard("hello")
-    risk = assess_risk("活着好累", judge=guard)
+    risk = assess_risk("活着好累", model_guard=guard)
     assert risk.level == "concern" and risk.notes[-1].startswith("judge_error")
     with pytest.raises(CbtLlmError, match="cannot load /nonexistent/guard-model"):
         LocalQwen3Guard("/nonexistent/guard-model")

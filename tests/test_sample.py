@@ -3,6 +3,8 @@
 import json
 import re
 
+from helpers import SAMPLE_SIZE
+
 from cbt_llm.data.prompts import COGNITIVE_DISTORTIONS, STEP_KEYS
 from cbt_llm.data.records import read_records
 from cbt_llm.data.splits import sample_path
@@ -14,9 +16,9 @@ def load():
     return read_records([sample_path()]).records
 
 
-def test_at_least_sixty_valid_records_with_unique_ids():
+def test_sixty_or_more_valid_records_with_unique_ids():
     records = load()
-    assert len(records) >= 60
+    assert len(records) == SAMPLE_SIZE >= 60  # enough for three non-empty splits
     assert len({r["id"] for r in records}) == len(records)
     assert len({r["question"] for r in records}) == len(records)
 

@@ -11,7 +11,7 @@ import pytest
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.training.launch import ACCELERATE_CONFIGS, accelerate_config_path, check_launch, launch_command
 from cbt_llm.training.options import check_attention, check_speed_options
-from cbt_llm.training.train import parse_args, recipe_path, without_flag
+from cbt_llm.training.train import parse_args, recipe_path, shipped_recipes, without_flag
 
 
 def _has_gpu() -> bool:
@@ -43,11 +43,26 @@ def test_every_option_parses_from_flags_onto_the_recipe():
     assert (script.num_processes, script.accelerate_config, script.dry_run) == (2, "fsdp", True)
 
 
-def test_the_shipped_recipes_pass_the_checks_that_apply_here():
-    check()  # tiny-cpu as shipped
-    check("--packing", "true", "--train_sampling_strategy", "group_by_length")
-    check("--activation_checkpointing", "true", "--activation_checkpointing_kwargs",
-          '{"every_n_layers": 2, "offload": true, "use_reentrant": false}')
+@pytest.mark.parametrize("recipe", shipped_recipes())
+def test_each_shipped_recipe_passes_the_checks_or_names_the_gpu_it_needs(recipe):
+    try:
+        _, training_args, model_args = parse_args(["--config", recipe])
+    except CbtLlmError as err:  # a GPU recipe (bf16) on this CPU machine: refused before any model loads
+        assert not _has_gpu() and "doesn't support bf16/gpu" in str(err)
+        return
+    assert training_args.use_cpu or _has_gpu()
+    check_speed_options(training_args, model_args)  # raises CbtLlmError when a check fails
+
+
+@pytest.mark.parametrize("flags", [
+    ("--packing", "true", "--train_sampling_strategy", "group_by_length"),
+    ("--activation_checkpointing", "true", "--activation_checkpointing_kwargs",
+     '{"every_n_layers": 2, "offload": true, "use_reentrant": false}'),
+])
+def test_cpu_compatible_speed_options_on_the_cpu_recipe_pass_the_checks(flags):
+    _, training_args, _ = parse_args(["--config", "tiny-cpu", *flags])
+    assert getattr(training_args, flags[0].removeprefix("--")) is True  # the flag reached the recipe
+    check(*flags)  # raises CbtLlmError when a check fails
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -1,48 +1,44 @@
 """The web app (Gradio): chat behind the crisis guard, a dataset explorer and the evaluation report.
 
-``build_app(...) -> gr.Blocks`` lays the page out; ``cbt-llm app`` launches it on 127.0.0.1 (``--share``
-only when asked) or writes a Space folder (``--export_space DIR``). The not-a-substitute notice with
-crisis lines stays above every tab. Gradio, torch and datasets are imported when the app is built, so
-``import cbt_llm.app`` stays light.
+``build_app(AppConfig(...)) -> gr.Blocks`` lays the page out; ``cbt-llm app`` (:func:`app_main`) launches
+it on 127.0.0.1 (``--share`` only when asked) or writes a Space folder (``--export_space DIR``). The
+not-a-substitute notice with crisis lines stays above every tab. Gradio, torch and datasets are imported
+when the app is built, so ``import cbt_llm.app`` stays light.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Callable
 
+from cbt_llm.app.config import AppConfig
 from cbt_llm.app.space import export_space
 from cbt_llm.app.texts import LANGUAGES, notice_html, ui
 from cbt_llm.chat import notice
 
-__all__ = ["build_app", "export_space", "launch_app"]
+__all__ = ["AppConfig", "app_main", "build_app", "export_space", "launch_app"]
 
 
-def build_app(backend=None, *, adapter: str | None = None, model: str | None = None, base_url: str | None = None,
-              dataset: str | None = "cbt_qa", report_dir: str | Path | None = None, language: str = "zh",
-              trace_file: str | Path | None = None, max_new_tokens: int | None = None,
-              api_key_env: str = "OPENAI_API_KEY", judge=None):
+def build_app(config: AppConfig | None = None, backend=None, model_guard: Callable | None = None):
     """The app as ``gr.Blocks``: a chat tab, a dataset tab and a report tab under the notice and a zh/en switch.
 
-    The chat uses ``backend`` (a ``cbt_llm.chat`` back-end) or one made from ``adapter``/``model``/
-    ``base_url`` as ``cbt-llm chat`` makes it; without either the chat is disabled. ``dataset`` is
-    ``cbt_qa`` (the bundled sample), a built folder or a Hub dataset id (None: no dataset tab content).
-    ``trace_file`` appends one JSON line per turn (the guard's decision, no text); nothing is logged
-    without it. ``judge`` is handed to the guard (it can only raise the risk level).
+    The chat uses ``backend`` (a ``cbt_llm.chat`` back-end) or the one ``config`` names, made as
+    ``cbt-llm chat`` makes it; without either the chat is disabled. ``config.dataset`` is ``cbt_qa``
+    (the bundled sample), a built folder or a Hub dataset id (None: no dataset tab content).
+    ``config.trace_file`` appends one JSON line per turn (the guard's decision, no text); nothing is
+    logged without it. ``model_guard`` (default: the one ``config.guard_model`` names) is handed to the
+    guard (it can only raise the risk level).
     """
     import gradio as gr
 
-    from cbt_llm.app.chat_tab import GuardedChat, add_chat_tab, make_backend
+    from cbt_llm.app.chat_tab import GuardedChat, add_chat_tab
     from cbt_llm.app.explore_tab import add_dataset_tab, add_report_tab, load_records
-    from cbt_llm.chat import GenerationSettings
 
-    if language not in ("zh", "en"):
-        raise ValueError(f"language must be zh or en, got {language!r}")
-    if backend is None:
-        settings = GenerationSettings(max_new_tokens=max_new_tokens) if max_new_tokens else None
-        backend = make_backend(adapter=adapter, model=model, base_url=base_url, settings=settings,
-                               api_key_env=api_key_env)
-    chat = GuardedChat(backend, trace_file=trace_file, judge=judge) if backend is not None else None
-    records = load_records(dataset) if dataset else []
+    config = config or AppConfig()
+    backend = backend if backend is not None else config.backend()
+    model_guard = model_guard or config.guard()
+    chat = GuardedChat(backend, trace_file=config.trace_file, model_guard=model_guard) if backend is not None else None
+    records = load_records(config.dataset) if config.dataset else []
+    language = config.language
     with gr.Blocks(title="CBT-LLM", analytics_enabled=False) as app:
         with gr.Row():
             title = gr.Markdown(ui(language)["title"], elem_id="cbt-title")
@@ -52,7 +48,7 @@ def build_app(backend=None, *, adapter: str | None = None, model: str | None = N
         with gr.Tabs():
             add_chat_tab(gr, chat, backend.describe() if backend is not None else None, switch)
             add_dataset_tab(gr, records, switch)
-            add_report_tab(gr, report_dir, switch)
+            add_report_tab(gr, config.report_dir, switch)
 
         def relabel(lang):
             return ui(lang)["title"], gr.update(label=ui(lang)["language"]), notice_html(lang)
@@ -71,20 +67,13 @@ def launch_app(app, host: str | None = None, port: int | None = None, share: boo
         enable_monitoring=False, **kwargs)
 
 
-def app_main(*, adapter: str | None = None, model: str | None = None, base_url: str | None = None,
-             dataset: str | None = "cbt_qa", report_dir: str | None = None, host: str = "127.0.0.1",
-             port: int | None = None, share: bool = False, trace_file: str | None = None, language: str = "zh",
-             max_new_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY",
-             export_space_dir: str | None = None) -> str:
-    """What ``cbt-llm app`` runs: write the Space folder, or build the app and serve it until Ctrl-C."""
-    options = {"adapter": adapter, "model": model, "base_url": base_url, "dataset": dataset,
-               "report_dir": report_dir, "language": language, "max_new_tokens": max_new_tokens,
-               "api_key_env": api_key_env}
-    if export_space_dir:
-        folder = export_space(export_space_dir, **options)
+def app_main(config: AppConfig) -> str:
+    """What ``cbt-llm app`` runs: write the Space folder (``config.export_space``), or build the app and serve
+    it until Ctrl-C."""
+    if config.export_space:
+        folder = export_space(config)
         return (f"wrote the Space folder {folder} (app.py, requirements.txt, README.md); push it with "
                 f"`hf upload YOUR_NAME/SPACE_NAME {folder} --repo-type space`")
-    print(notice(language), flush=True)  # in the terminal too, before anything slow
-    app = build_app(trace_file=trace_file, **options)
-    launch_app(app, host, port, share)
+    print(notice(config.language), flush=True)  # in the terminal too, before anything slow
+    launch_app(build_app(config), config.host, config.port, config.share)
     return "app stopped"

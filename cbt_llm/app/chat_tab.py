@@ -15,48 +15,25 @@ from pathlib import Path
 from typing import Callable
 
 from cbt_llm.app.texts import ui
-from cbt_llm.chat import (
-    EndpointBackend,
-    GenerationSettings,
-    LocalBackend,
-    respond_stream,
-)
+from cbt_llm.chat import history_budget, respond_stream
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.errors import CbtLlmError
-
-
-def make_backend(*, adapter: str | None = None, model: str | None = None, base_url: str | None = None,
-                 settings: GenerationSettings | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 revision: str | None = None):
-    """The chat back-end for the app's flags: ``base_url`` + ``model`` (served), else ``adapter`` and/or
-    ``model`` as the local base; None when none is given (the app then only explores)."""
-    if base_url:
-        if not model:
-            raise CbtLlmError("--base_url needs --model (the model's name on the server)")
-        if adapter:
-            raise CbtLlmError("give either --adapter (a local model) or --base_url with --model, not both")
-        return EndpointBackend(model, base_url, settings, api_key_env=api_key_env)
-    if adapter or model:
-        return LocalBackend(adapter, model, settings, revision=revision)
-    return None
 
 
 class GuardedChat:
     """One chat turn per call for the page: the guarded stream as successive chatbot states.
 
     ``backend`` is a ``cbt_llm.chat`` back-end (or any callable ``messages -> text chunks`` with
-    ``calls``, ``context_tokens``, ``count_tokens`` and ``settings``). The page's history is a list of
-    ``{"role", "content"}`` messages kept in the session.
+    ``calls``, ``context_tokens``, ``count_tokens`` and ``settings``); ``model_guard`` is handed to the
+    guard (it can only raise the level). The page's history is a list of ``{"role", "content"}`` messages
+    kept in the session.
     """
 
-    def __init__(self, backend, *, trace_file: str | Path | None = None, judge: Callable | None = None):
-        self.backend, self.judge = backend, judge
+    def __init__(self, backend, *, trace_file: str | Path | None = None, model_guard: Callable | None = None):
+        self.backend, self.model_guard = backend, model_guard
         self.trace_file = Path(trace_file) if trace_file else None
         self._lock = threading.Lock()  # trace lines from concurrent sessions stay whole
-        self.budget = backend.context_tokens - backend.settings.max_new_tokens
-        if self.budget <= 0:
-            raise CbtLlmError(f"max_new_tokens ({backend.settings.max_new_tokens}) leaves no room for the "
-                              f"conversation in a context window of {backend.context_tokens} tokens")
+        self.budget = history_budget(backend)
 
     def turn(self, message: str, history: list[dict], language: str = "zh") -> Iterator[tuple[list[dict], str]]:
         """Yield ``(messages to show, text left in the input box)`` as the reply streams; the last one is final."""
@@ -66,8 +43,8 @@ class GuardedChat:
             yield history, ""
             return
         calls_before = self.backend.calls
-        stream = respond_stream(history, message, self.backend, judge=self.judge, max_tokens=self.budget,
-                                count_tokens=self.backend.count_tokens)
+        stream = respond_stream(history, message, self.backend, model_guard=self.model_guard,
+                                max_tokens=self.budget, count_tokens=self.backend.count_tokens)
         shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield shown, ""
         error = None

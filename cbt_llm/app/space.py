@@ -1,16 +1,19 @@
 """``cbt-llm app --export_space DIR``: a folder to push as a Hugging Face Space (Gradio SDK).
 
-It holds ``app.py`` (builds the same app with ``build_app``), ``requirements.txt`` and a ``README.md``
-whose YAML header configures the Space. Local folders (adapter, dataset, report) are copied in and
-referred to relative to ``app.py``; Hub ids are kept as they are. No key is ever written: a served
-model's key is read on the Space from the secret named by ``api_key_env``.
+It holds ``app.py`` (builds the same app with ``build_app`` from the same :class:`AppConfig`, less how
+this machine serves it), ``requirements.txt`` and a ``README.md`` whose YAML header configures the
+Space. Local folders (adapter, base model, dataset, report) are copied in and referred to relative to
+``app.py``; Hub ids are kept as they are. No key is ever written: a served model's key is read on the
+Space from the secret named by ``api_key_env``.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
+from cbt_llm.app.config import SERVING_FIELDS, AppConfig
 from cbt_llm.chat import notice
 from cbt_llm.errors import CbtLlmError
 
@@ -18,7 +21,7 @@ APP_PY = '''"""CBT-LLM web app: chat behind the crisis guard and a dataset explo
 
 from pathlib import Path
 
-from cbt_llm.app import build_app, launch_app
+from cbt_llm.app import AppConfig, build_app, launch_app
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,7 +30,7 @@ def _here(name):
     return None if name is None else str(HERE / name)
 
 
-demo = build_app({arguments})
+demo = build_app(AppConfig({arguments}))
 
 if __name__ == "__main__":
     launch_app(demo)  # no run history, no monitoring, no share link
@@ -64,34 +67,52 @@ information with crisis lines and the model is not asked. Nothing is logged.
 {secret}"""
 
 
-def export_space(output: str | Path, *, adapter: str | None = None, model: str | None = None,
-                 base_url: str | None = None, dataset: str | None = None, report_dir: str | Path | None = None,
-                 language: str = "zh", max_new_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 title: str = "CBT-LLM") -> Path:
-    """Write the Space folder ``output`` (must be empty or new) and return it."""
+PLACED = {"adapter": "adapter", "model_name_or_path": "model", "dataset": "dataset", "report_dir": "report"}
+
+
+def export_space(config: AppConfig, *, title: str = "CBT-LLM") -> Path:
+    """Write the Space folder ``config.export_space`` (must be empty or new) and return it."""
     import gradio
 
     from cbt_llm import __version__
 
-    output = Path(output).expanduser()
+    if not config.export_space:
+        raise CbtLlmError("name the Space folder to write: --export_space DIR")
+    output = Path(config.export_space).expanduser()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise CbtLlmError(f"{output}: the Space folder must be empty or new")
     output.mkdir(parents=True, exist_ok=True)
-    arguments = {"adapter": _place(adapter, output, "adapter"), "model": _place(model, output, "model"),
-                 "base_url": repr(base_url), "dataset": _place(dataset, output, "dataset"),
-                 "report_dir": _place(report_dir, output, "report"), "language": repr(language),
-                 "max_new_tokens": repr(max_new_tokens), "api_key_env": repr(api_key_env)}
-    (output / "app.py").write_text(APP_PY.replace("{arguments}", ", ".join(f"{k}={v}" for k, v in arguments.items())),
-                                   encoding="utf-8")
+    (output / "app.py").write_text(APP_PY.replace("{arguments}", _app_arguments(config, output)), encoding="utf-8")
     (output / "requirements.txt").write_text(f"cbt-llm[app]=={__version__}\n", encoding="utf-8")
-    what = f"adapter `{adapter}`" if adapter else f"model `{model}`" if model else "no model (explorer only)"
-    secret = (f"\nThe served model at {base_url} needs its API key as the Space secret `{api_key_env}` "
-              "(Settings, Variables and secrets).\n") if base_url else ""
+    served = f"at {config.base_url}" if config.base_url else f"`{config.model}`"
+    secret = (f"\nThe served model {served} needs its API key as the Space secret `{config.api_key_env}` "
+              "(Settings, Variables and secrets).\n") if config.model else ""
     (output / "README.md").write_text(README.format(
-        title=title, gradio_version=gradio.__version__, what=what, secret=secret,
-        data=f"the dataset `{dataset}`" if dataset else "the bundled sample of the CBT QA dataset",
+        title=title, gradio_version=gradio.__version__, what=_chat_model(config), secret=secret,
+        data=f"the dataset `{config.dataset}`" if config.dataset else "the bundled sample of the CBT QA dataset",
         notice_zh=notice("zh"), notice_en=notice("en")), encoding="utf-8")
     return output
+
+
+def _chat_model(config: AppConfig) -> str:
+    """What the Space's card says the chat talks to."""
+    if config.adapter:
+        return f"adapter `{config.adapter}`"
+    if config.model_name_or_path or config.model:
+        return f"model `{config.model_name_or_path or config.model}`"
+    return "no model (explorer only)"
+
+
+def _app_arguments(config: AppConfig, output: Path) -> str:
+    """The ``AppConfig(...)`` arguments of app.py: every page setting that is not the default, one per line."""
+    lines = []
+    for field in fields(config):
+        value = getattr(config, field.name)
+        if field.name in SERVING_FIELDS or value == field.default:
+            continue
+        expression = _place(value, output, PLACED[field.name]) if field.name in PLACED else repr(value)
+        lines.append(f"\n    {field.name}={expression},")
+    return "".join(lines) + ("\n" if lines else "")
 
 
 def _place(source: str | Path | None, output: Path, name: str) -> str:

@@ -18,7 +18,7 @@ UI = {
         "send": "发送",
         "reset": "清空对话",
         "model": "模型：{what}。每条消息先经过危机检查：遇到危机时显示固定的求助信息，不会询问模型。",
-        "no_model": "未配置模型（启动时给出 --adapter、--model 或 --base_url），只能浏览数据。",
+        "no_model": "未配置模型（启动时给出 --adapter、--model_name_or_path，或 --base_url 与 --model），只能浏览数据。",
         "error": "出错了：{error}",
         "keyword": "关键词",
         "distortion": "认知扭曲",
@@ -31,7 +31,7 @@ UI = {
         "distortions": "认知扭曲",
         "split": "划分",
         "steps_from_record": "步骤来自记录自带的 steps 字段。",
-        "steps_detected": "记录没有完整的 steps 字段，步骤由 cbt_llm.generation.quality.detect_steps 按句识别。",
+        "steps_detected": "记录没有完整的 steps 字段，步骤由 cbt_llm.steps.detect_steps 按句识别。",
         "no_report": "启动时给出 --report_dir（`cbt-llm evaluate` 的输出文件夹）即可在此查看评估报告。",
     },
     "en": {
@@ -46,7 +46,8 @@ UI = {
         "reset": "Reset",
         "model": "Model: {what}. Every message is checked for crisis first: on a crisis the page shows fixed help "
                  "information and the model is not asked.",
-        "no_model": "No model configured (start with --adapter, --model or --base_url): browse the data only.",
+        "no_model": "No model configured (start with --adapter, --model_name_or_path, or --base_url with --model): "
+                    "browse the data only.",
         "error": "error: {error}",
         "keyword": "Keyword",
         "distortion": "Cognitive distortion",
@@ -60,7 +61,7 @@ UI = {
         "split": "Split",
         "steps_from_record": "Steps from the record's own steps field.",
         "steps_detected": "The record has no complete steps field: steps found per sentence by "
-                          "cbt_llm.generation.quality.detect_steps.",
+                          "cbt_llm.steps.detect_steps.",
         "no_report": "Start with --report_dir (the folder `cbt-llm evaluate` wrote) to see the evaluation report here.",
     },
 }

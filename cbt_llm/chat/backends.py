@@ -3,22 +3,26 @@
 A back-end is a callable ``messages -> iterator of text chunks`` (the ``generate`` of respond_stream)
 with ``calls`` (how many times it asked the model), ``context_tokens`` (the context window, in
 tokens), ``count_tokens(text)`` (what history trimming counts with), ``describe()`` and ``stop()``
-(ask a running generation to end early, e.g. after Ctrl-C). torch, transformers, peft and openai are
-imported when a back-end is built, so ``import cbt_llm.chat`` stays light.
+(ask a running generation to end early, e.g. after Ctrl-C). :class:`ChatModelConfig` says which
+back-end (and which guard model) ``cbt-llm chat`` and ``cbt-llm app`` use. torch, transformers, peft
+and openai are imported when a back-end is built, so ``import cbt_llm.chat`` stays light.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
-from cbt_llm.engine.endpoints import estimate_tokens
+from cbt_llm.config import option
+from cbt_llm.engine.config import ServerConfig
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, estimate_tokens
 from cbt_llm.errors import CbtLlmError, first_line
+from cbt_llm.models.loading import MODEL_NAME_OR_PATH_HELP
 
 DEFAULT_MAX_NEW_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.9
-ENDPOINT_CONTEXT_TOKENS = 8192  # endpoint mode: the assumed context window when --context-tokens is not given
+ENDPOINT_CONTEXT_TOKENS = 8192  # endpoint mode: the assumed context window when --context_tokens is not given
 
 
 @dataclass(frozen=True)
@@ -39,52 +43,119 @@ class GenerationSettings:
             raise CbtLlmError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def load_chat_model(adapter: str | None, base: str | None, *, device: str = "auto", revision: str | None = None):
-    """(model, tokenizer) in eval mode: ``adapter`` on its own base (or on ``base``), or ``base`` alone.
+@dataclass(kw_only=True)
+class ChatModelConfig(ServerConfig):
+    """What a chat talks to: an adapter and/or a base model loaded here, or a served model (``model``, at
+    ``base_url``), how it samples, and an optional guard model. ``cbt-llm chat`` and ``cbt-llm app`` share it."""
 
-    The project's one loader (:func:`cbt_llm.models.loading.load_model_and_tokenizer`); ``base`` may be
-    the tiny model's name.
+    adapter: str | None = option(None, "a LoRA adapter folder or Hub repo id", metavar="DIR|REPO")
+    model_name_or_path: str | None = option(None, f"{MODEL_NAME_OR_PATH_HELP}: with --adapter, instead of the "
+                                            "adapter's own base; alone, chat with this model")
+    revision: str | None = option(None, "Hub branch or commit of the adapter")
+    device: str = option("auto", "cpu, cuda, ... (auto: cuda when available)")
+    model: str | None = option(None, "the served model's name on the server", metavar="NAME")
+    max_new_tokens: int = option(DEFAULT_MAX_NEW_TOKENS, "answer length cap", metavar="N")
+    temperature: float = option(DEFAULT_TEMPERATURE, "sampling temperature, 0 for greedy")
+    top_p: float = option(DEFAULT_TOP_P, "nucleus sampling")
+    seed: int | None = option(None, "sampling seed (reproducible answers)")
+    context_tokens: int | None = option(None, "context window the history is trimmed to (default: the model's; "
+                                        f"served models: {ENDPOINT_CONTEXT_TOKENS}, counted with a character-based "
+                                        "estimate)", metavar="N")
+    guard_model: str | None = option(None, "also ask this model (OpenAI-compatible) to assess risk; it can only "
+                                     "raise the level", metavar="NAME")
+    guard_base_url: str | None = option(None, "server of --guard_model (key: --api_key_env)", metavar="URL")
+
+    def __post_init__(self):
+        if self.model and (self.adapter or self.model_name_or_path):
+            raise CbtLlmError("give either --adapter/--model_name_or_path (a local model) or --model with --base_url "
+                              "(a served model), not both")
+        if self.base_url and not self.model:
+            raise CbtLlmError("--base_url needs --model (the model's name on the server)")
+        if self.context_tokens is not None and self.context_tokens <= 0:
+            raise CbtLlmError(f"--context_tokens must be positive, got {self.context_tokens}")
+        self.settings()  # the sampling settings are checked now, before anything is loaded
+
+    def settings(self) -> GenerationSettings:
+        """The sampling settings the back-end uses."""
+        return GenerationSettings(self.max_new_tokens, self.temperature, self.top_p, self.seed)
+
+    def backend(self) -> LocalBackend | EndpointBackend | None:
+        """The served model when ``model`` is given, else the local adapter and/or base; None when neither is."""
+        if self.model:
+            return EndpointBackend(self.model, self.base_url, self.settings(), api_key_env=self.api_key_env,
+                                   context_tokens=self.context_tokens, timeout=self.timeout)
+        if self.adapter or self.model_name_or_path:
+            return LocalBackend(self.adapter, self.model_name_or_path, self.settings(), device=self.device,
+                                context_tokens=self.context_tokens, revision=self.revision)
+        return None
+
+    def guard(self) -> Callable[[str], dict] | None:
+        """The model guard for ``guard_model`` (its key from ``api_key_env``), or None without one."""
+        if not self.guard_model:
+            return None
+        from cbt_llm.safety import served_model_guard
+
+        return served_model_guard(self.guard_model, self.guard_base_url, api_key_env=self.api_key_env)
+
+
+def history_budget(backend) -> int:
+    """How many tokens of the conversation fit beside the answer: ``context_tokens - max_new_tokens``."""
+    budget = backend.context_tokens - backend.settings.max_new_tokens
+    if budget <= 0:
+        raise CbtLlmError(f"max_new_tokens ({backend.settings.max_new_tokens}) leaves no room for the conversation "
+                          f"in a context window of {backend.context_tokens} tokens")
+    return budget
+
+
+def load_chat_model(adapter: str | None, model_name_or_path: str | None, *, device: str = "auto",
+                    revision: str | None = None):
+    """(model, tokenizer) in eval mode: ``adapter`` on its own base (or on ``model_name_or_path``), or
+    ``model_name_or_path`` alone.
+
+    The project's one loader (:func:`cbt_llm.models.loading.load_model_and_tokenizer`);
+    ``model_name_or_path`` may be the tiny model's name.
     """
     from cbt_llm.models.loading import load_model_and_tokenizer
 
-    return load_model_and_tokenizer(base, adapter, revision=revision, device=device)
+    return load_model_and_tokenizer(model_name_or_path, adapter, revision=revision, device=device)
 
 
 class LocalBackend:
-    """A model on this machine: an adapter (folder or Hub repo id) on its base, or a plain ``base`` model.
+    """A model on this machine: an adapter (folder or Hub repo id) on its base, or a plain base model.
 
-    ``adapter`` alone loads with :func:`cbt_llm.hub.load_adapter` (tokenizer from the adapter when it
-    ships one); ``adapter`` with ``base`` puts the adapter on that base instead of the one in its
-    config; ``base`` alone chats with the base model. ``base`` may be the tiny model's name
+    ``adapter`` alone loads on the base its config names (tokenizer from the adapter when it ships
+    one); ``adapter`` with ``model_name_or_path`` puts the adapter on that base instead;
+    ``model_name_or_path`` alone chats with the base model, which may be the tiny model's name
     (``cbt-llm/tiny-random-llama``). Tokens stream with transformers' ``TextIteratorStreamer`` from
     ``generate`` running in a thread. The context window is the model's ``max_position_embeddings``
     (or the tokenizer's ``model_max_length`` when smaller) unless ``context_tokens`` is given.
     """
 
-    def __init__(self, adapter: str | None = None, base: str | None = None,
+    def __init__(self, adapter: str | None = None, model_name_or_path: str | None = None,
                  settings: GenerationSettings | None = None, *, device: str = "auto",
                  context_tokens: int | None = None, revision: str | None = None):
-        if not adapter and not base:
+        if not adapter and not model_name_or_path:
             raise CbtLlmError("give an adapter (folder or Hub repo id) or a base model")
         import threading
 
         self.settings = settings or GenerationSettings()
-        self.adapter, self.base = adapter, base
+        self.adapter, self.model_name_or_path = adapter, model_name_or_path
         self.calls = 0
         self._stop = threading.Event()  # one per generation, so a late stop never ends the next one
-        model, tokenizer = load_chat_model(adapter, base, device=device, revision=revision)
+        model, tokenizer = load_chat_model(adapter, model_name_or_path, device=device, revision=revision)
         if not tokenizer.chat_template:
-            raise CbtLlmError(f"the tokenizer of {adapter or base} has no chat template; use an instruct/chat "
-                              "model or an adapter trained with `cbt-llm train` (it saves one)")
+            raise CbtLlmError(f"the tokenizer of {adapter or model_name_or_path} has no chat template; use an "
+                              "instruct/chat model or an adapter trained with `cbt-llm train` (it saves one)")
         self.model, self.tokenizer = model, tokenizer
         limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]
         self.context_tokens = context_tokens or (min(limits) if limits else 2048)
 
     def describe(self) -> str:
+        """What the page and the terminal name the model by."""
         if self.adapter:
-            return f"adapter {self.adapter}" + (f" on {self.base}" if self.base else "")
-        return f"model {self.base}"
+            return f"adapter {self.adapter}" + (f" on {self.model_name_or_path}" if self.model_name_or_path else "")
+        return f"model {self.model_name_or_path}"
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -141,15 +212,15 @@ class LocalBackend:
 class EndpointBackend:
     """A served model behind any OpenAI-compatible chat-completions API, streamed with the openai client.
 
-    The key comes from the environment variable ``api_key_env`` (default ``OPENAI_API_KEY``), never
-    from an argument; a local server given by ``base_url`` gets a placeholder when the variable is
-    unset. The tokenizer is not known here, so history is trimmed with :func:`estimate_tokens` (one
+    The key comes from the environment variable ``api_key_env`` (default:
+    :data:`~cbt_llm.engine.endpoints.DEFAULT_API_KEY_ENV`), never from an argument; a local server
+    given by ``base_url`` gets a placeholder when the variable is unset. The tokenizer is not known here, so history is trimmed with :func:`estimate_tokens` (one
     token per CJK character and 1.3 per other word) against ``context_tokens`` (default
     :data:`ENDPOINT_CONTEXT_TOKENS`).
     """
 
     def __init__(self, model: str, base_url: str | None = None, settings: GenerationSettings | None = None, *,
-                 api_key_env: str = "OPENAI_API_KEY", context_tokens: int | None = None, timeout: float = 120.0,
+                 api_key_env: str = DEFAULT_API_KEY_ENV, context_tokens: int | None = None, timeout: float = 120.0,
                  max_retries: int = 2):
         import openai
 

@@ -227,7 +227,7 @@ class ReplyStream:
 
 
 def respond_stream(history: Iterable[dict], message: str, generate: Callable, language: str | None = None, *,
-                   judge: Callable | None = None, system_prompt: str | None = None, max_tokens: int | None = None,
+                   model_guard: Callable | None = None, system_prompt: str | None = None, max_tokens: int | None = None,
                    count_tokens: Callable[[str], int] | None = None, lexicon=None, classifier=None,
                    context_turns: int = CONTEXT_TURNS) -> ReplyStream:
     """Assess ``message`` now and return a :class:`ReplyStream` that generates lazily when iterated.
@@ -235,8 +235,8 @@ def respond_stream(history: Iterable[dict], message: str, generate: Callable, la
     ``language`` (``zh``/``en``) fixes the reply's language and system line; by default both follow
     the message. ``max_tokens`` trims the history (system line and newest turns kept) before
     ``generate`` sees it. The risk is read over the last ``context_turns`` user turns as well as
-    ``message``; ``judge``, ``lexicon`` and ``classifier`` are passed to :func:`assess_risk` (a judge
-    can only raise the level). A message that is bytes is decoded (bad bytes replaced) before anything else.
+    ``message``; ``model_guard``, ``lexicon`` and ``classifier`` are passed to :func:`assess_risk` (a model
+    guard can only raise the level). A message that is bytes is decoded (bad bytes replaced) before anything else.
     """
     if isinstance(message, (bytes, bytearray)):
         message = as_text(message)[0]
@@ -245,7 +245,7 @@ def respond_stream(history: Iterable[dict], message: str, generate: Callable, la
     if not callable(generate):
         raise CbtLlmError("generate must be a callable taking the chat messages")
     history = _check_history(history)
-    risk = assess_conversation(history, message, turns=context_turns, judge=judge, lexicon=lexicon,
+    risk = assess_conversation(history, message, turns=context_turns, model_guard=model_guard, lexicon=lexicon,
                                classifier=classifier)
     language = language or detect_language(message)
     messages = build_messages(history, message, language, system_prompt, max_tokens, count_tokens)

@@ -1,11 +1,20 @@
-"""The terminal chat (``cbt-llm chat``): the notice, then one guarded, streamed turn per line."""
+"""The terminal chat (``cbt-llm chat``): the notice, then one guarded, streamed turn per line.
+
+:class:`ChatConfig` is the command's one set of options (the flags are its fields); :func:`chat_main`
+takes it whole, builds the back-end and the guard model it names, and runs :func:`run_chat`.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Literal
 
-from cbt_llm.chat.backends import EndpointBackend, GenerationSettings, LocalBackend
+from cbt_llm.chat.backends import ChatModelConfig, history_budget
 from cbt_llm.chat.guard import concern_footer, notice, respond_stream
+from cbt_llm.config import option
 from cbt_llm.errors import CbtLlmError
 
 UI = {
@@ -20,6 +29,22 @@ UI = {
            "bye": "chat ended ({turns} turns)"},
 }
 TRACE_ENV = "CBT_LLM_CHAT_TRACE"  # a file: one JSON line per turn (risk, whether and how the model was called)
+
+
+@dataclass(kw_only=True)
+class ChatConfig(ChatModelConfig):
+    """``cbt-llm chat``: the model to talk to (local or served), its sampling, the guard model, and the
+    language of the terminal."""
+
+    language: Literal["zh", "en"] = option("zh", "language of the notice and prompts (replies follow each "
+                                           "message's language)")
+    system_prompt: str | None = option(None, "system line (default: the counselling line of the message's language)",
+                                       metavar="TEXT")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.adapter or self.model_name_or_path or self.model):
+            raise CbtLlmError("give --adapter DIR|REPO, --model_name_or_path MODEL, or --base_url URL --model NAME")
 
 
 class _Counted:
@@ -41,141 +66,143 @@ class _Counted:
             self._active.close()
 
 
-def run_chat(backend, *, language: str = "zh", judge: Callable | None = None, system_prompt: str | None = None,
+class _Terminal:
+    """The loop's state (history, turn count, trace file) and its jobs: read a line, run a /command, run a turn."""
+
+    def __init__(self, backend, language: str, out, trace: str | None, **respond_options):
+        self.budget = history_budget(backend)
+        self.backend, self.out, self.trace = backend, out, trace
+        self.ui = UI.get(language, UI["en"])
+        self.respond_options = respond_options
+        self.history: list[dict] = []
+        self.turns = 0
+
+    def say(self, text: str = "", end: str = "\n") -> None:
+        self.out.write(text + end)
+        self.out.flush()
+
+    def read(self, input_fn: Callable[[str], str]) -> str | None:
+        """The next line, stripped; None at EOF or Ctrl-C."""
+        try:
+            return input_fn(self.ui["you"]).strip()
+        except (EOFError, KeyboardInterrupt):
+            self.say()
+            return None
+
+    def command(self, message: str) -> bool:
+        """Run ``/reset``, ``/help`` (or say the command is unknown); False for ``/exit`` and ``/quit``."""
+        command = message.lower()
+        if command in ("/exit", "/quit"):
+            return False
+        if command == "/reset":
+            self.history.clear()
+            self.say(self.ui["reset"])
+        elif command == "/help":
+            self.say(self.ui["help"])
+        else:
+            self.say(self.ui["unknown"].format(command=message))
+        return True
+
+    def turn(self, message: str) -> None:
+        """One guarded turn, printed as it streams; the resources follow a concern turn even when it was cut."""
+        counted = _Counted(self.backend)
+        calls_before = self.backend.calls
+        stream = respond_stream(self.history, message, counted, max_tokens=self.budget,
+                                count_tokens=self.backend.count_tokens, **self.respond_options)
+        self.say(self.ui["assistant"], end="")
+        interrupted, error = self._show(stream, counted)
+        if (interrupted or error) and stream.risk.level == "concern":
+            self.say(concern_footer(stream.language), end="")  # the resources are shown even when the answer is not
+        self.say("\n")
+        self.turns += 1
+        self.history += [{"role": "user", "content": message}, {"role": "assistant", "content": stream.text}]
+        self._trace({"turn": self.turns, "level": stream.risk.level, "reasons": list(stream.risk.reasons),
+                     "model_called": stream.model_called, "backend_calls": self.backend.calls - calls_before,
+                     "chunks": counted.chunks, "messages": len(stream.messages), "interrupted": interrupted,
+                     "error": error})
+
+    def _show(self, stream, counted: _Counted) -> tuple[bool, str | None]:
+        """Print the chunks; ``(interrupted by Ctrl-C, error text)``."""
+        try:
+            for chunk in stream:
+                self.out.write(chunk)
+                self.out.flush()
+        except KeyboardInterrupt:
+            counted.close()
+            self.say()
+            self.say(self.ui["stopped"], end="")
+            return True, None
+        except CbtLlmError as err:
+            self.say()
+            self.say(self.ui["error"].format(error=str(err)), end="")
+            return False, str(err)
+        return False, None
+
+    def _trace(self, record: dict) -> None:
+        if self.trace:
+            with open(self.trace, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run_chat(backend, *, language: str = "zh", model_guard: Callable | None = None, system_prompt: str | None = None,
              input_fn: Callable[[str], str] = input, output=None, trace: str | None = None,
              show_notice: bool = True) -> str:
     """The terminal loop: the not-a-substitute notice, then one guarded turn per line until ``/exit``/EOF/Ctrl-C.
 
     Each turn goes through :func:`respond_stream` (crisis: the fixed reply, the back-end is not
     called; concern: the model's answer, then the resources) and is printed chunk by chunk as it
-    streams. History is trimmed to ``backend.context_tokens - max_new_tokens`` counted with
-    ``backend.count_tokens``. ``/reset`` clears the history, ``/help`` lists the commands. Ctrl-C
-    during an answer stops it (the resources still follow on a concern turn); at the prompt it ends the
-    chat. With ``trace`` (or ``$CBT_LLM_CHAT_TRACE``) a JSON line per turn is appended to that file.
-    Returns the closing line.
+    streams; ``model_guard`` is handed to the guard (it can only raise the level). History is trimmed
+    to ``backend.context_tokens - max_new_tokens`` counted with ``backend.count_tokens``. ``/reset``
+    clears the history, ``/help`` lists the commands. Ctrl-C during an answer stops it (the resources
+    still follow on a concern turn); at the prompt it ends the chat. With ``trace`` (or
+    ``$CBT_LLM_CHAT_TRACE``) a JSON line per turn is appended to that file. Returns the closing line.
     """
-    import json
-    import os
-    import sys
-
-    out = output or sys.stdout
-    ui = UI.get(language, UI["en"])
-    trace = trace or os.environ.get(TRACE_ENV)
-    budget = backend.context_tokens - backend.settings.max_new_tokens
-    if budget <= 0:
-        raise CbtLlmError(f"max_new_tokens ({backend.settings.max_new_tokens}) leaves no room for the conversation "
-                          f"in a context window of {backend.context_tokens} tokens")
-
-    def say(text: str = "", end: str = "\n") -> None:
-        out.write(text + end)
-        out.flush()
-
-    history: list[dict] = []
-    turns = 0
+    terminal = _Terminal(backend, language, output or sys.stdout, trace or os.environ.get(TRACE_ENV),
+                         model_guard=model_guard, system_prompt=system_prompt)
     if show_notice:
-        say(notice(language))
-    say(ui["help"])
-    while True:
-        try:
-            line = input_fn(ui["you"])
-        except (EOFError, KeyboardInterrupt):
-            say()
-            break
-        message = line.strip()
-        if not message:
-            continue
+        terminal.say(notice(language))
+    terminal.say(terminal.ui["help"])
+    while (message := terminal.read(input_fn)) is not None:
         if message.startswith("/") and " " not in message:
-            command = message.lower()
-            if command in ("/exit", "/quit"):
+            if not terminal.command(message):
                 break
-            if command == "/reset":
-                history.clear()
-                say(ui["reset"])
-            elif command == "/help":
-                say(ui["help"])
-            else:
-                say(ui["unknown"].format(command=message))
-            continue
-        counted = _Counted(backend)
-        calls_before = backend.calls
-        stream = respond_stream(history, message, counted, judge=judge, system_prompt=system_prompt,
-                                max_tokens=budget, count_tokens=backend.count_tokens)
-        say(ui["assistant"], end="")
-        interrupted, error = False, None
-        try:
-            for chunk in stream:
-                out.write(chunk)
-                out.flush()
-        except KeyboardInterrupt:
-            interrupted = True
-            counted.close()
-            say()
-            say(ui["stopped"], end="")
-        except CbtLlmError as err:
-            error = str(err)
-            say()
-            say(ui["error"].format(error=error), end="")
-        if (interrupted or error) and stream.risk.level == "concern":
-            say(concern_footer(stream.language), end="")  # the resources are shown even when the answer is not
-        say("\n")
-        turns += 1
-        history += [{"role": "user", "content": message}, {"role": "assistant", "content": stream.text}]
-        if trace:
-            record = {"turn": turns, "level": stream.risk.level, "reasons": list(stream.risk.reasons),
-                      "model_called": stream.model_called, "backend_calls": backend.calls - calls_before,
-                      "chunks": counted.chunks, "messages": len(stream.messages), "interrupted": interrupted,
-                      "error": error}
-            with open(trace, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return ui["bye"].format(turns=turns)
+        elif message:
+            terminal.turn(message)
+    return terminal.ui["bye"].format(turns=terminal.turns)
 
 
-def chat_main(*, adapter: str | None = None, base: str | None = None, model: str | None = None,
-              base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", language: str = "zh",
-              settings: GenerationSettings | None = None, context_tokens: int | None = None,
-              device: str = "auto", revision: str | None = None, system_prompt: str | None = None,
-              judge_model: str | None = None, judge_base_url: str | None = None) -> str:
-    """What ``cbt-llm chat`` runs: pick the back-end from the arguments, show the notice, run the loop."""
-    import sys
-
-    if model and (adapter or base):
-        raise CbtLlmError("give either --adapter/--base (a local model) or --model with --base-url (a served "
-                          "model), not both")
-    if base_url and not model:
-        raise CbtLlmError("--base-url needs --model (the model's name on the server)")
-    if not (adapter or base or model):
-        raise CbtLlmError("give --adapter DIR|REPO, --base MODEL, or --base-url URL --model NAME")
-    if context_tokens is not None and context_tokens <= 0:
-        raise CbtLlmError(f"--context-tokens must be positive, got {context_tokens}")
-    settings = settings or GenerationSettings()
+def _keep_the_terminal_readable() -> None:
+    """A partial UTF-8 sequence from the model must not end the chat, and input() gets line editing."""
     try:
-        sys.stdout.reconfigure(errors="replace")  # a partial UTF-8 sequence from the model must not end the chat
+        sys.stdout.reconfigure(errors="replace")
     except (AttributeError, ValueError):
         pass
-    ui = UI.get(language, UI["en"])
-    print(notice(language), flush=True)  # before anything slow, so it is the first thing on screen
-    judge = None
-    if judge_model:
-        from cbt_llm.safety import model_guard
-
-        judge = model_guard(judge_model, judge_base_url, api_key_env=api_key_env)
-    if model:
-        backend = EndpointBackend(model, base_url, settings, api_key_env=api_key_env, context_tokens=context_tokens)
-    else:
-        print(ui["loading"].format(what=f"adapter {adapter}" if adapter else f"model {base}"), flush=True)
-        import warnings
-
-        from transformers.utils import logging as hf_logging
-
-        # keep the terminal for the conversation: no weight-loading bars or deprecation notices
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        backend = LocalBackend(adapter, base, settings, device=device, context_tokens=context_tokens,
-                               revision=revision)
     if sys.stdin.isatty():
         try:
             import readline  # noqa: F401 - line editing and history for input()
         except ImportError:
             pass
-    return run_chat(backend, language=language, judge=judge, system_prompt=system_prompt, show_notice=False)
+
+
+def _quiet_transformers() -> None:
+    """Keep the terminal for the conversation: no weight-loading bars or deprecation notices."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def chat_main(config: ChatConfig) -> str:
+    """What ``cbt-llm chat`` runs: the notice, the back-end and guard model ``config`` names, then the loop."""
+    _keep_the_terminal_readable()
+    print(notice(config.language), flush=True)  # before anything slow, so it is the first thing on screen
+    model_guard = config.guard()
+    if not config.model:
+        what = f"adapter {config.adapter}" if config.adapter else f"model {config.model_name_or_path}"
+        print(UI.get(config.language, UI["en"])["loading"].format(what=what), flush=True)
+        _quiet_transformers()
+    return run_chat(config.backend(), language=config.language, model_guard=model_guard,
+                    system_prompt=config.system_prompt, show_notice=False)

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = argv[0] if argv else "cbt-llm"
     try:
         command, args = parse_args(argv)
-        print(command.run(args))
+        print(command(args))
     except CbtLlmError as err:
         print(f"cbt-llm {name}: error: {err}", file=sys.stderr)
         return 1

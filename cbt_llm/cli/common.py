@@ -1,25 +1,30 @@
-"""What every command module shares: the command records, field helpers and the argument groups that recur."""
+"""What every command module shares: the command records and the parser that reads stage configs as flags."""
 
 from __future__ import annotations
 
 import functools
 from argparse import ArgumentDefaultsHelpFormatter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from cbt_llm.config import on_command_line, option, positional  # noqa: F401 - re-exported for the command modules
+from cbt_llm.config import on_command_line
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its arguments dataclass, and the function that runs it and returns the text to print."""
+    """A subcommand: the config dataclass its flags fill, and the stage function that takes that config whole."""
 
     name: str
     arguments: type
-    run: Callable[[Any], str]
+    run: Callable[[Any], Any]
     help: str
     description: str | None = None
+
+    def __call__(self, config: Any) -> str:
+        """Run the stage; the text to print is its summary's ``format()`` (or the text it returned)."""
+        result = self.run(config)
+        return result if isinstance(result, str) else result.format()
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,6 @@ class Group:
     help: str
     description: str
     commands: tuple[Command, ...]
-
-
-def values(args: Any, group: type) -> dict[str, Any]:
-    """The values of ``args`` for the fields of ``group`` (a dataclass it extends), by name."""
-    return {f.name: getattr(args, f.name) for f in fields(group)}
 
 
 class HelpFormatter(ArgumentDefaultsHelpFormatter):
@@ -78,46 +78,3 @@ def add_commands(subparsers, commands: tuple[Command | Group, ...]) -> None:
                                        description=command.description or command.help, allow_abbrev=False,
                                        formatter_class=HelpFormatter)
         parser.set_defaults(cbt_llm_command=command)
-
-
-@dataclass(kw_only=True)
-class ServerArguments:
-    """An OpenAI-compatible server; the key is read from an environment variable, never from a flag."""
-
-    base_url: str | None = option(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: "
-                                  "OpenAI, or $OPENAI_BASE_URL)", metavar="URL")
-    api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the API key; the key itself is never "
-                              "taken from a flag", metavar="NAME")
-    concurrency: int = option(16, "requests in flight", metavar="N")
-    timeout: float = option(120.0, "seconds per request", metavar="S")
-    max_attempts: int = option(6, "attempts per request for 5xx, timeouts and dropped connections", metavar="N")
-
-
-@dataclass(kw_only=True)
-class EndpointArguments(ServerArguments):
-    """A model on an OpenAI-compatible server, with optional rate caps (``EndpointConfig`` plus the model)."""
-
-    model: str = option(help="model name on the server (e.g. gpt-4o-mini)")
-    rpm: float | None = option(None, "requests-per-minute cap (the client still slows down by itself when the "
-                               "server answers 429)", metavar="N")
-    tpm: float | None = option(None, "tokens-per-minute cap", metavar="N")
-
-    def endpoint(self) -> dict[str, Any]:
-        """The ``EndpointConfig`` fields, for the stage functions' ``**endpoint``."""
-        return {name: value for name, value in values(self, EndpointArguments).items() if name != "model"}
-
-
-@dataclass(kw_only=True)
-class DatasetArguments:
-    """Which questions (and references) a stage reads."""
-
-    dataset: str = option("cbt_qa", "cbt_qa (the bundled sample, or --data_files), a folder from `cbt-llm build`, "
-                          "or a Hub dataset id")
-    data_files: list[str] | None = option(None, "records .jsonl file(s) for cbt_qa", metavar="FILE")
-
-
-@dataclass(kw_only=True)
-class SplitArguments(DatasetArguments):
-    """A split of a dataset."""
-
-    split: str = option("test", "split to answer")

@@ -9,19 +9,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+MAX_TOKENS = {"--max_tokens": "--max_new_tokens", "--max-tokens": "--max_new_tokens"}  # the answer length cap
+GUARD_MODEL = {"--judge_model": "--guard_model", "--judge-model": "--guard_model",  # the guard's model layer
+               "--judge_base_url": "--guard_base_url", "--judge-base-url": "--guard_base_url"}
 # command -> {old flag: what replaces it, or None for a switch that never did anything there};
 # a flag keeps its value (``--output X`` -> ``--output_file X``)
 RENAMED: dict[str, dict[str, str | None]] = {
     "build": {"--output": "--output_dir"},
-    "generate": {"--output": "--output_file"},
-    "batch": {"--output": "--output_file"},
-    "annotate": {"--output": "--output_file"},
+    "generate": {"--output": "--output_file", **MAX_TOKENS},
+    "batch": {"--output": "--output_file", **MAX_TOKENS},
+    "annotate": {"--output": "--output_file", **MAX_TOKENS},
     "predict": {"--output": "--output_file", "--no-do-sample": "--do_sample false"},
     "evaluate": {"--output": "--output_dir"},
-    "judge": {"--output": "--output_file", "--no-progress": None},
+    "judge": {"--output": "--output_file", "--no-progress": None, **MAX_TOKENS},
     "push": {"--branch": "--revision", "--public": "--private false"},
     "pull": {"--output": "--output_dir"},
-    "chat": {"--base": "--model_name_or_path"},
+    "chat": {"--base": "--model_name_or_path", **GUARD_MODEL},
+    "app": {},  # only the rewrite below: --model without --base_url was the model to load
     "merge": {"--output": "--output_dir"},
 }
 BOOLEAN_WORDS = {"yes", "true", "t", "y", "1", "no", "false", "f", "n", "0"}  # what HfArgumentParser reads as a bool
@@ -45,7 +49,7 @@ def _pull_positional_repo_id(args: list[str]) -> tuple[list[str], str | None]:
 
 
 def _predict_local_model(args: list[str]) -> tuple[list[str], str | None]:
-    """``predict --model M`` without a server named the model to load: now ``--model_name_or_path M``."""
+    """``predict``/``app --model M`` without a server named the model to load: now ``--model_name_or_path M``."""
     flags = {arg.partition("=")[0] for arg in args}
     if "--model" not in flags or flags & {"--base-url", "--base_url"}:
         return args, None
@@ -58,6 +62,7 @@ REWRITTEN: dict[str, Callable[[list[str]], tuple[list[str], str | None]]] = {
     "push": _push_dry_run_folder,
     "pull": _pull_positional_repo_id,
     "predict": _predict_local_model,
+    "app": _predict_local_model,
 }
 
 

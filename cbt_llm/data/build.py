@@ -1,4 +1,4 @@
-"""``build_dataset``: write the dataset folder (parquet per config and split, plus the card).
+"""``build_dataset(BuildConfig(...))``: write the dataset folder (parquet per config and split, plus the card).
 
 The folder is what plain ``load_dataset(DIR)`` reads and what ``cbt-llm push`` uploads as it is.
 """
@@ -9,8 +9,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+from cbt_llm.config import option
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.data.records import read_records
 from cbt_llm.data.splits import (
@@ -21,6 +22,31 @@ from cbt_llm.data.splits import (
 )
 from cbt_llm.errors import CbtLlmError
 
+QUESTION_SOURCES = ("psyqa", "other")  # what --questions_source may say; the bundled sample is "sample"
+
+
+@dataclass(kw_only=True)
+class BuildConfig:
+    """What ``build_dataset`` reads, where it writes, and what the dataset card says (``cbt-llm build``)."""
+
+    output_dir: str = option(help="folder to write", metavar="DIR")
+    input: list[str] | None = option(None, "records .jsonl file(s), e.g. generate's output (default: the bundled "
+                                     "sample)", metavar="FILE")
+    split_ratios: list[float] = option(list(DEFAULT_SPLIT_RATIOS), "shares of the id-hash split: TRAIN VALIDATION "
+                                       "TEST", metavar="SHARE")
+    system_prompt: str = option(SYSTEM_PROMPT_ZH, "system line of the sft config (default: the CBT-LLM paper's)")
+    pretty_name: str = option("CBT QA", "dataset name shown on the card")
+    license: str | None = option(None, "card license (default: apache-2.0 for the sample, other for generated data)")
+    questions_source: Literal["psyqa", "other"] | None = option(None, "where the questions came from; psyqa (the "
+                                                                "default for --input) adds PsyQA's terms to the card")
+    repo_id: str | None = option(None, "Hub repo id to show in the card's usage snippet", metavar="NS/NAME")
+
+    def __post_init__(self):
+        self.split_ratios = list(check_split_ratios(self.split_ratios))
+        if self.questions_source not in (None, *QUESTION_SOURCES):
+            raise CbtLlmError(f"questions_source must be one of {', '.join(QUESTION_SOURCES)}, "
+                              f"got {self.questions_source!r}")
+
 
 @dataclass
 class BuildResult:
@@ -30,40 +56,23 @@ class BuildResult:
     num_rows: dict[str, dict[str, int]]
     dropped: Counter = field(default_factory=Counter)
 
+    def format(self) -> str:
+        """One line: the folder, its sizes, what was dropped and the card."""
+        sizes = "; ".join(f"{config}: " + ", ".join(f"{split} {n}" for split, n in splits.items())
+                          for config, splits in self.num_rows.items())
+        dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
+        return f"built {self.output_dir} ({sizes}); dropped: {dropped}; card: {self.output_dir / 'README.md'}"
 
-def build_dataset(
-    inputs: list[str | Path] | None = None,
-    output_dir: str | Path = "cbt_qa",
-    split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS,
-    system_prompt: str = SYSTEM_PROMPT_ZH,
-    card: dict[str, Any] | None = None,
-) -> BuildResult:
-    """Write a dataset folder (``CONFIG/SPLIT-00000-of-00001.parquet`` + ``README.md``) from record files.
 
-    With no inputs it builds from the bundled sample. ``card`` holds extra fields for the dataset
-    card (see ``cbt_llm.cards.dataset_card_inputs``); the card's inputs are kept in
-    ``.cbt_llm/dataset_card.json`` so that a push renders the same card for its repo.
-    """
+def _write_parquet(by_split: dict[str, list[dict]], output_dir: Path,
+                   system_prompt: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """``CONFIG/SPLIT-00000-of-00001.parquet`` for every config and non-empty split: config -> split -> (rows, bytes)."""
     import datasets
     import pyarrow.parquet as pq
 
-    from cbt_llm.cards import (
-        DATASET_CARD_INPUTS,
-        dataset_card_inputs,
-        render_dataset_card,
-    )
     from cbt_llm.data.builder import CONFIG_NAMES, FEATURES, to_row
 
-    split_ratios = check_split_ratios(split_ratios)
-    paths = [Path(p) for p in inputs] if inputs else [sample_path()]
-    record_set = read_records(paths)
-    if not record_set.records:
-        reasons = ", ".join(f"{n} {why}" for why, n in record_set.dropped.items()) or "no records"
-        raise CbtLlmError(f"nothing to build from {', '.join(map(str, paths))}: {reasons}")
-    by_split = split_records(record_set.records, split_ratios)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    splits = {}
+    splits: dict[str, dict[str, tuple[int, int]]] = {}
     for config in CONFIG_NAMES:
         splits[config] = {}
         for split, rows in by_split.items():
@@ -75,11 +84,30 @@ def build_dataset(
             target.parent.mkdir(exist_ok=True)
             pq.write_table(table.data.table, target)  # keeps the features in the schema metadata
             splits[config][split] = (len(table), target.stat().st_size)
-    card_inputs = dataset_card_inputs(record_set, splits, split_ratios, system_prompt, from_sample=not inputs,
-                                      **(card or {}))
+    return splits
+
+
+def build_dataset(config: BuildConfig) -> BuildResult:
+    """Write a dataset folder (``CONFIG/SPLIT-00000-of-00001.parquet`` + ``README.md``) from record files.
+
+    With no ``input`` it builds from the bundled sample. The card's inputs are kept in
+    ``.cbt_llm/dataset_card.json`` so that a push renders the same card for its repo.
+    """
+    from cbt_llm.cards import DATASET_CARD_INPUTS, dataset_card_inputs, render_dataset_card
+
+    paths = [Path(p) for p in config.input] if config.input else [sample_path()]
+    record_set = read_records(paths)
+    if not record_set.records:
+        reasons = ", ".join(f"{n} {why}" for why, n in record_set.dropped.items()) or "no records"
+        raise CbtLlmError(f"nothing to build from {', '.join(map(str, paths))}: {reasons}")
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    splits = _write_parquet(split_records(record_set.records, tuple(config.split_ratios)), output_dir,
+                            config.system_prompt)
+    card_inputs = dataset_card_inputs(record_set, splits, config)
     (output_dir / "README.md").write_text(render_dataset_card(card_inputs), encoding="utf-8")
     inputs_path = output_dir / DATASET_CARD_INPUTS
     inputs_path.parent.mkdir(exist_ok=True)
     inputs_path.write_text(json.dumps(card_inputs, ensure_ascii=False, indent=1), encoding="utf-8")
-    num_rows = {config: {split: n for split, (n, _) in parts.items()} for config, parts in splits.items()}
+    num_rows = {name: {split: n for split, (n, _) in parts.items()} for name, parts in splits.items()}
     return BuildResult(output_dir, num_rows, record_set.dropped)

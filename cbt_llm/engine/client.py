@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cbt_llm.engine.endpoints import openai_client, scrub
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, openai_client, scrub
 from cbt_llm.errors import CbtLlmError, first_line
 from cbt_llm.engine.ratelimit import AdaptiveRateLimiter, parse_retry_after
 
@@ -124,10 +124,10 @@ class RequestEngine:
         message = scrub(getattr(err, "message", None) or str(err), self._api_key)
         where = self._where()
         if status in (401, 403):
-            hint = ("the server rejected the API key; set it in OPENAI_API_KEY or name another variable "
-                    "with --api-key-env")
+            hint = (f"the server rejected the API key; set it in {DEFAULT_API_KEY_ENV} or name another variable "
+                    "with --api_key_env")
         elif status == 404:
-            hint = "model or endpoint not found; check --model and --base-url"
+            hint = "model or endpoint not found; check --model and --base_url"
         elif status in (400, 422):
             hint = "the server rejected the request as invalid"
         elif status == 429:
@@ -138,73 +138,91 @@ class RequestEngine:
 
     async def request(self, payload: dict, *, estimated_tokens: int = 0) -> Response:
         """Send one payload with retries; returns the response or raises ``RequestFailed``/``FatalAPIError``."""
-        openai = self._openai
-        attempts = limited = failures = 0
+        tries = _Tries()
         started = time.monotonic()
-        last_reason = "no attempt"
         while True:
-            wait: float | None = None
             async with self._semaphore:
                 sent_at = await self.limiter.acquire(estimated_tokens)
-                attempts += 1
+                tries.attempts += 1
                 self.stats.sent += 1
-                try:
-                    body = await self._client.post(self.endpoint, body=payload, cast_to=object)
-                except openai.APIStatusError as err:
-                    status = err.status_code
-                    headers = err.response.headers if err.response is not None else None
-                    code = _error_code(err)
-                    if status == 429 and code != "insufficient_quota":
-                        # rate limited: does not use up an attempt; the limiter decides who waits
-                        limited += 1
-                        self.stats.errors["429"] += 1
-                        own_wait = self.limiter.on_rate_limited(sent_at, parse_retry_after(headers), limited)
-                        if limited >= self.max_rate_limited:
-                            self.stats.failed += 1
-                            raise RequestFailed(f"HTTP 429 rate limited {limited} times", attempts) from None
-                        self.stats.retries += 1
-                        last_reason = "HTTP 429 rate limited"
-                        continue_after = own_wait
-                    elif status not in RETRYABLE_STATUS or status == 429:
-                        raise self._fatal(err, status) from None
-                    else:
-                        continue_after = None
-                        self.stats.errors[str(status)] += 1
-                        last_reason = f"HTTP {status}: {scrub(first_line(err), self._api_key)}"
-                        wait = parse_retry_after(headers)
-                except openai.APITimeoutError:
-                    continue_after = None
-                    self.stats.errors["timeout"] += 1
-                    last_reason = f"timed out after {self.timeout:g} s"
-                except openai.APIConnectionError as err:
-                    continue_after = None
-                    self.stats.errors["connection"] += 1
-                    last_reason = f"connection error: {scrub(first_line(err), self._api_key)}"
-                else:
-                    continue_after = None
-                    if not isinstance(body, dict):
-                        self.stats.errors["bad response"] += 1
-                        last_reason = "response is not a JSON object"
-                    else:
-                        self.stats.succeeded += 1
-                        usage = body.get("usage") or {}
-                        prompt_tokens = _int(usage.get("prompt_tokens"))
-                        completion_tokens = _int(usage.get("completion_tokens"))
-                        self.stats.prompt_tokens += prompt_tokens
-                        self.stats.completion_tokens += completion_tokens
-                        if estimated_tokens:
-                            self.limiter.settle_tokens(estimated_tokens, prompt_tokens + completion_tokens)
-                        return Response(body, attempts, time.monotonic() - started)
-            if continue_after is not None:  # a 429: wait (alone, or with everyone in acquire) and go again
-                if continue_after:
-                    await asyncio.sleep(continue_after)
+                outcome = await self._attempt(payload, estimated_tokens, sent_at, tries)
+                if isinstance(outcome, dict):
+                    return Response(outcome, tries.attempts, time.monotonic() - started)
+            if outcome.rate_limited:  # a 429: wait (alone, or with everyone in acquire) and go again
+                if outcome.wait:
+                    await asyncio.sleep(outcome.wait)
                 continue
-            failures += 1
-            if failures >= self.max_attempts:
+            tries.failures += 1
+            if tries.failures >= self.max_attempts:
                 self.stats.failed += 1
-                raise RequestFailed(f"{last_reason} (after {attempts} attempts)", attempts)
+                raise RequestFailed(f"{outcome.reason} (after {tries.attempts} attempts)", tries.attempts)
             self.stats.retries += 1
-            await asyncio.sleep(wait if wait is not None else self._backoff(failures))
+            await asyncio.sleep(outcome.wait if outcome.wait is not None else self._backoff(tries.failures))
+
+    async def _attempt(self, payload: dict, estimated_tokens: int, sent_at: float, tries: _Tries) -> dict | _Retry:
+        """Send once: the response body, or why to try again and after how long (fatal errors raise)."""
+        openai = self._openai
+        try:
+            body = await self._client.post(self.endpoint, body=payload, cast_to=object)
+        except openai.APIStatusError as err:
+            return self._status_error(err, sent_at, tries)
+        except openai.APITimeoutError:
+            self.stats.errors["timeout"] += 1
+            return _Retry(f"timed out after {self.timeout:g} s")
+        except openai.APIConnectionError as err:
+            self.stats.errors["connection"] += 1
+            return _Retry(f"connection error: {scrub(first_line(err), self._api_key)}")
+        if not isinstance(body, dict):
+            self.stats.errors["bad response"] += 1
+            return _Retry("response is not a JSON object")
+        self.stats.succeeded += 1
+        usage = body.get("usage") or {}
+        prompt_tokens, completion_tokens = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        if estimated_tokens:
+            self.limiter.settle_tokens(estimated_tokens, prompt_tokens + completion_tokens)
+        return body
+
+    def _status_error(self, err: Exception, sent_at: float, tries: _Tries) -> _Retry:
+        """An HTTP error answer: a 429 to wait out, a 5xx to retry, or a fatal error raised at once."""
+        status = err.status_code
+        headers = err.response.headers if err.response is not None else None
+        if status == 429 and _error_code(err) != "insufficient_quota":
+            return self._rate_limited(sent_at, parse_retry_after(headers), tries)
+        if status not in RETRYABLE_STATUS or status == 429:
+            raise self._fatal(err, status) from None
+        self.stats.errors[str(status)] += 1
+        return _Retry(f"HTTP {status}: {scrub(first_line(err), self._api_key)}", parse_retry_after(headers))
+
+    def _rate_limited(self, sent_at: float, retry_after: float | None, tries: _Tries) -> _Retry:
+        """A 429: does not use up an attempt; the limiter decides who waits (``RequestFailed`` after too many)."""
+        tries.limited += 1
+        self.stats.errors["429"] += 1
+        own_wait = self.limiter.on_rate_limited(sent_at, retry_after, tries.limited)
+        if tries.limited >= self.max_rate_limited:
+            self.stats.failed += 1
+            raise RequestFailed(f"HTTP 429 rate limited {tries.limited} times", tries.attempts) from None
+        self.stats.retries += 1
+        return _Retry("HTTP 429 rate limited", own_wait, rate_limited=True)
+
+
+@dataclass
+class _Tries:
+    """One request's counters: attempts sent, 429s seen, other failed attempts."""
+
+    attempts: int = 0
+    limited: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Retry:
+    """Why an attempt failed and how long to wait before the next (None: the backoff decides)."""
+
+    reason: str
+    wait: float | None = None
+    rate_limited: bool = False  # a 429, which does not use up an attempt
 
 
 T = TypeVar("T")

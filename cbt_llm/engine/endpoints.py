@@ -25,11 +25,11 @@ PER_MESSAGE_TOKENS = 4  # role markers and separators a chat template adds aroun
 def resolve_api_key(api_key_env: str = DEFAULT_API_KEY_ENV, base_url: str | None = None) -> str | None:
     """The API key from the environment variable ``api_key_env``.
 
-    Local servers (a ``--base-url``) often need no key; then ``None`` is returned and a placeholder
+    Local servers (a ``--base_url``) often need no key; then ``None`` is returned and a placeholder
     is sent. Against the default OpenAI endpoint a missing key is an error.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env or ""):
-        raise CbtLlmError("--api-key-env must be the name of an environment variable (letters, digits, _), "
+        raise CbtLlmError("--api_key_env must be the name of an environment variable (letters, digits, _), "
                           "not the key itself")
     key = os.environ.get(api_key_env, "").strip()
     if key:
@@ -37,7 +37,7 @@ def resolve_api_key(api_key_env: str = DEFAULT_API_KEY_ENV, base_url: str | None
     if base_url:
         return None
     raise CbtLlmError(f"no API key: set the environment variable {api_key_env} "
-                      "(or name another variable with --api-key-env), or pass --base-url for a local server")
+                      "(or name another variable with --api_key_env), or pass --base_url for a local server")
 
 
 def openai_client(base_url: str | None = None, api_key_env: str = DEFAULT_API_KEY_ENV, *, asynchronous: bool = False,

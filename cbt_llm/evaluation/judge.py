@@ -1,8 +1,8 @@
 """An LLM judge for CBT answers: relevance, CBT structure and helpfulness, each 0-2, as JSON.
 
-``judge(predictions, output, model, base_url=...)`` (and ``cbt-llm judge``) shows any
-OpenAI-compatible model the asker's question and description and one answer from a predictions
-file, with the rubric below, and asks for one JSON object. Requests go through the generation
+``judge(JudgeConfig(predictions=..., output_file=..., model=..., base_url=...))`` (and ``cbt-llm judge``)
+shows any OpenAI-compatible model the asker's question and description and one answer from a
+predictions file, with the rubric below, and asks for one JSON object. Requests go through the request
 engine's ``RequestEngine`` (concurrency, retries, adaptive backoff on 429); replies are parsed
 robustly (code fences, prose around the object, Chinese key names, "2/2" or "2.0" values) and
 re-asked up to ``max_asks`` times when no valid object comes back. The output is one JSON line
@@ -29,16 +29,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cbt_llm.engine.endpoints import (
-    answer_of,
-    estimate_message_tokens,
-    json_values,
-    resolve_api_key,
-)
-from cbt_llm.errors import CbtLlmError
+from cbt_llm.config import SplitConfig, option
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.config import ServedModelConfig
+from cbt_llm.engine.endpoints import answer_of, estimate_message_tokens, json_values, resolve_api_key
+from cbt_llm.engine.runner import RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
+from cbt_llm.errors import CbtLlmError
 
 CRITERIA = ("relevance", "cbt_structure", "helpfulness")
 JUDGE_VERSION = "judge-zh-v1"
@@ -93,31 +90,63 @@ def _score(value) -> int | None:
     return None
 
 
-def parse_judgement(text: str) -> dict:
-    """The three 0-2 scores (and a rationale) from a judge reply; ``ValueError`` when they are not all there."""
-    body = _FENCE.sub("", text or "")
-    for obj in (value for value in json_values(body) if isinstance(value, dict)):
-        lowered = {str(k).strip().lower(): v for k, v in obj.items()}
-        scores = {}
-        for criterion, names in _ALIASES.items():
-            for name in names:
-                if name.lower() in lowered and _score(lowered[name.lower()]) is not None:
-                    scores[criterion] = _score(lowered[name.lower()])
-                    break
-        if len(scores) == len(CRITERIA):
-            rationale = obj.get("rationale", obj.get("reason", obj.get("理由", "")))
-            return {**scores, "rationale": str(rationale or "")}
-    # no usable object: "relevance: 2" lines
+def _criterion_score(obj: dict, names: tuple[str, ...]) -> int | None:
+    """The first valid 0-2 score of ``obj`` under any of a criterion's names (keys compared lowercased)."""
+    lowered = {str(k).strip().lower(): v for k, v in obj.items()}
+    scores = (_score(lowered[name.lower()]) for name in names if name.lower() in lowered)
+    return next((score for score in scores if score is not None), None)
+
+
+def _scores_of_object(obj: dict) -> dict | None:
+    """The three scores and the rationale of a JSON object, or None when a score is missing."""
+    scores = {criterion: _criterion_score(obj, names) for criterion, names in _ALIASES.items()}
+    if None in scores.values():
+        return None
+    rationale = obj.get("rationale", obj.get("reason", obj.get("理由", "")))
+    return {**scores, "rationale": str(rationale or "")}
+
+
+def _scores_of_lines(body: str) -> dict[str, int]:
+    """The scores written as ``relevance: 2`` lines (a reply without a usable object)."""
     scores = {}
     for criterion, names in _ALIASES.items():
         pattern = "|".join(re.escape(n) for n in names)
         match = re.search(rf"[\"']?(?:{pattern})[\"']?\s*[:：=]\s*[\"']?([0-2])(?![\d.])", body, re.IGNORECASE)
         if match:
             scores[criterion] = int(match.group(1))
+    return scores
+
+
+def parse_judgement(text: str) -> dict:
+    """The three 0-2 scores (and a rationale) from a judge reply; ``ValueError`` when they are not all there."""
+    body = _FENCE.sub("", text or "")
+    for obj in (value for value in json_values(body) if isinstance(value, dict)):
+        scores = _scores_of_object(obj)
+        if scores:
+            return scores
+    scores = _scores_of_lines(body)
     if len(scores) == len(CRITERIA):
         return {**scores, "rationale": ""}
     missing = [c for c in CRITERIA if c not in scores]
     raise ValueError(f"judge reply has no valid 0-2 score for {', '.join(missing)}")
+
+
+@dataclass(kw_only=True)
+class JudgeConfig(SplitConfig, ServedModelConfig):
+    """What ``judge`` reads: ``cbt-llm judge``'s flags (the judge model, the predictions, the output)."""
+
+    predictions: str = option(help="predict's output", metavar="PREDS.jsonl")
+    output_file: str = option(help="judgements file (resumable)", metavar="JUDGE.jsonl")
+    system: str | None = option(None, "system name stored with the scores (default: the predictions file name)",
+                                metavar="NAME")
+    temperature: float = option(0.0, "judge temperature")
+    max_new_tokens: int = option(300, "judge reply cap", metavar="N")
+    max_asks: int = option(3, "asks per answer when the reply has no valid JSON scores", metavar="N")
+
+    def __post_init__(self) -> None:
+        self.predictions, self.output_file = str(self.predictions), str(self.output_file)  # a Path is welcome too
+        if self.max_asks < 1:
+            raise CbtLlmError(f"--max_asks must be at least 1, got {self.max_asks}")
 
 
 @dataclass
@@ -143,57 +172,61 @@ def judgement_means(path: str | Path) -> dict:
     return {"n": len(records), **{c: sum(r[c] for r in records) / len(records) for c in CRITERIA}}
 
 
-def judge(predictions: str | Path, output: str | Path, model: str, *, dataset: str = "cbt_qa",
-          split: str = "test", data_files: list[str] | None = None, system: str | None = None,
-          max_asks: int = 3, temperature: float = 0.0, max_tokens: int = 300, **endpoint) -> JudgeSummary:
-    """Judge every answer of a predictions file (see the module docstring); ``endpoint`` holds the
-    ``EndpointConfig`` fields (base_url, api_key_env, concurrency, rpm, tpm, timeout, max_attempts)."""
-    return asyncio.run(ajudge(predictions, output, model, EndpointConfig(**endpoint), dataset=dataset, split=split,
-                              data_files=data_files, system=system, max_asks=max_asks, temperature=temperature,
-                              max_tokens=max_tokens))
+def judge(config: JudgeConfig) -> JudgeSummary:
+    """Judge every answer of a predictions file (see the module docstring); the means are in the summary."""
+    return asyncio.run(ajudge(config))
 
 
-async def ajudge(predictions, output, model, endpoint: EndpointConfig, *, dataset, split, data_files, system,
-                 max_asks, temperature, max_tokens) -> JudgeSummary:
-    """The asynchronous core of ``judge``."""
-    from cbt_llm.evaluation.predict import load_split, read_predictions
+def _questions_of(config: JudgeConfig, answers: dict[str, dict]) -> dict[str, dict]:
+    """The split's rows by id; every answered id must be one of them."""
+    from cbt_llm.evaluation.predict import load_split
 
-    if max_asks < 1:
-        raise CbtLlmError(f"--max-asks must be at least 1, got {max_asks}")
-    answers = read_predictions(predictions)
-    questions = {r["id"]: r for r in load_split(dataset, split, data_files)}
+    questions = {r["id"]: r for r in load_split(config.dataset, config.split, config.data_files)}
     unknown = [i for i in answers if i not in questions]
     if unknown:
-        raise CbtLlmError(f"{predictions}: {len(unknown)} ids are not in {dataset} split {split} "
+        raise CbtLlmError(f"{config.predictions}: {len(unknown)} ids are not in {config.dataset} split {config.split} "
                           f"(e.g. {unknown[0]}); pass the --dataset/--split the predictions were made on")
-    system = system or Path(predictions).stem
-    resolve_api_key(endpoint.api_key_env, endpoint.base_url)  # a missing key fails before the output is touched
-    summary = JudgeSummary(Path(output), system=system)
-    store, todo = resume(output, list(answers), lambda record_id: record_id, summary)
+    return questions
+
+
+async def judge_answer(engine: RequestEngine, config: JudgeConfig, system: str, row: dict, answer: str) -> dict:
+    """The judgement line of one answer: asked up to ``max_asks`` times until its reply parses."""
+    payload = {"model": config.model, "temperature": config.temperature, "max_tokens": config.max_new_tokens,
+               "messages": judge_messages(row["question"], row["description"], answer)}
+    base = {"id": row["id"], "system": system, "judge_model": config.model, "judge_version": JUDGE_VERSION}
+    estimated = estimate_message_tokens(payload["messages"]) + config.max_new_tokens
+    reason = ""
+    for ask in range(1, config.max_asks + 1):
+        try:
+            reply = await engine.request(payload, estimated_tokens=estimated if config.tpm else 0)
+        except RequestFailed as err:
+            reason = err.reason
+            break
+        text, _ = answer_of(reply.body)
+        try:
+            scores = parse_judgement(text)
+        except ValueError as err:
+            reason = f"{err} (after {ask} replies)"
+            continue
+        return {**base, "status": "ok", **scores, "asks": ask, "created_at": utc_now()}
+    return {**base, "status": "failed", "reason": reason, "created_at": utc_now()}
+
+
+async def ajudge(config: JudgeConfig) -> JudgeSummary:
+    """The asynchronous core of ``judge``."""
+    from cbt_llm.evaluation.predict import read_predictions
+
+    answers = read_predictions(config.predictions)
+    questions = _questions_of(config, answers)
+    system = config.system or Path(config.predictions).stem
+    resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
+    summary = JudgeSummary(Path(config.output_file), system=system)
+    store, todo = resume(config.output_file, list(answers), lambda record_id: record_id, summary)
 
     async def one(engine: RequestEngine, record_id: str) -> dict:
-        row = questions[record_id]
-        payload = {"model": model, "temperature": temperature, "max_tokens": max_tokens,
-                   "messages": judge_messages(row["question"], row["description"], answers[record_id]["prediction"])}
-        base = {"id": record_id, "system": system, "judge_model": model, "judge_version": JUDGE_VERSION}
-        estimated = estimate_message_tokens(payload["messages"]) + max_tokens
-        reason = ""
-        for ask in range(1, max_asks + 1):
-            try:
-                reply = await engine.request(payload, estimated_tokens=estimated if endpoint.tpm else 0)
-            except RequestFailed as err:
-                reason = err.reason
-                break
-            text, _ = answer_of(reply.body)
-            try:
-                scores = parse_judgement(text)
-            except ValueError as err:
-                reason = f"{err} (after {ask} replies)"
-                continue
-            return {**base, "status": "ok", **scores, "asks": ask, "created_at": utc_now()}
-        return {**base, "status": "failed", "reason": reason, "created_at": utc_now()}
+        return await judge_answer(engine, config, system, questions[record_id], answers[record_id]["prediction"])
 
-    await run_requests(todo, one, store, endpoint, summary, desc="judge", progress=False)
-    means = judgement_means(output)
+    await run_requests(todo, one, store, config, summary, desc="judge", progress=False)
+    means = judgement_means(config.output_file)
     summary.means = {c: means[c] for c in CRITERIA if c in means}
     return summary

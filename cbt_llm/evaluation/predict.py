@@ -1,7 +1,7 @@
 """Answers for a split's questions, from a local model (+ LoRA adapter) or an OpenAI-compatible endpoint.
 
-``predict(output, model=..., adapter=..., split="test")`` (and ``cbt-llm predict``) asks every
-question of a ``cbt_qa`` split with the training prompt (the recipe's system line plus the
+``predict(PredictConfig(output_file=..., adapter=..., split="test"))`` (and ``cbt-llm predict``) asks
+every question of a ``cbt_qa`` split with the training prompt (the recipe's system line plus the
 question and description) and writes one JSON line per question id::
 
     {"id": ..., "prediction": ..., "status": "ok", "finish_reason": "stop", "new_tokens": 231,
@@ -9,18 +9,18 @@ question and description) and writes one JSON line per question id::
 
 No reference goes into the file, so it can be shared and scored later (``cbt-llm evaluate``).
 
-* **transformers**: batched ``generate`` with left padding, longest prompts first so that a
-  batch holds prompts of similar length; the adapter is a local folder or a Hub repo (PEFT). The
-  system line and generation settings come from flags, else from the adapter's
-  ``training_recipe.yaml`` (``system_prompt``, and ``max_new_tokens``/``temperature``/... when the
-  recipe has them, top level or under ``generation``), else greedy decoding with 512 new tokens.
-* **endpoint** (``base_url``): the generation engine's ``RequestEngine`` (concurrency, retries,
-  adaptive backoff on 429) against vLLM (``--model`` names the LoRA module), ``transformers serve``
-  or a hosted API.
+* **transformers** (``model_name_or_path`` and/or ``adapter``): batched ``generate`` with left padding,
+  longest prompts first so that a batch holds prompts of similar length; the adapter is a local folder
+  or a Hub repo (PEFT). The system line and generation settings come from the config, else from the
+  adapter's ``training_recipe.yaml`` (``system_prompt``, and ``max_new_tokens``/``temperature``/... when
+  the recipe has them, top level or under ``generation``), else greedy decoding with 512 new tokens.
+* **endpoint** (``base_url`` and ``model``): the request engine's ``RequestEngine`` (concurrency,
+  retries, adaptive backoff on 429) against vLLM (``model`` names the LoRA module), ``transformers
+  serve`` or a hosted API.
 
-The output is resumable with the generation engine's ``OutputFile``: a rerun skips ids already
-answered, retries failed ones, repairs a torn last line, and refuses to mix in answers made with
-other settings (pass ``overwrite=True`` to start again).
+The output is resumable through the request engine's ``JsonlStore`` (``cbt_llm.engine.runner.resume``):
+a rerun skips ids already answered, retries failed ones, repairs a torn last line, and refuses to mix in
+answers made with other settings (``overwrite=True`` starts again).
 """
 
 from __future__ import annotations
@@ -28,28 +28,82 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from cbt_llm.config import SplitConfig, option
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, chat_prompt
-from cbt_llm.engine.endpoints import answer_of, resolve_api_key
-from cbt_llm.errors import CbtLlmError
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.engine.runner import (
-    EndpointConfig,
-    Progress,
-    RunStats,
-    resume,
-    run_requests,
-)
+from cbt_llm.engine.config import EndpointConfig
+from cbt_llm.engine.endpoints import answer_of, resolve_api_key
+from cbt_llm.engine.runner import Progress, RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
+from cbt_llm.errors import CbtLlmError
 from cbt_llm.models.loading import load_model_and_tokenizer
 
 GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
 DEFAULT_GENERATION = {"max_new_tokens": 512, "do_sample": False, "temperature": None, "top_p": None,
                       "repetition_penalty": None}
 RECIPE_FILE = "training_recipe.yaml"
+
+
+def _endpoint_option(name: str, **changes: Any) -> Any:
+    """``EndpointConfig``'s field ``name`` (its help and metavar) with predict's own default or help."""
+    declared = next(f for f in fields(EndpointConfig) if f.name == name)
+    return option(changes.pop("default", declared.default), **{**declared.metadata, **changes})
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class PredictConfig(SplitConfig, EndpointConfig):
+    """What ``predict`` reads: ``cbt-llm predict``'s flags. A model to load is ``model_name_or_path``
+    (and/or ``adapter``); a served one is ``base_url`` plus ``model``."""
+
+    output_file: str = option(help="predictions file (resumable)", metavar="PREDS.jsonl")
+    model_name_or_path: str | None = option(None, "base model to load (Hub id, folder or cbt-llm/tiny-random-llama; "
+                                            "default: the adapter's base)")
+    model: str | None = option(None, "with --base_url: the model's name on the server (e.g. a vLLM --lora-modules "
+                               "name)", metavar="NAME")
+    adapter: str | None = option(None, "LoRA adapter folder or Hub repo id", metavar="DIR|REPO")
+    limit: int | None = option(None, "only the first N questions", metavar="N")
+    overwrite: bool = option(False, "start the output file again")
+    progress: bool = option(True, "show a progress bar (--no_progress: none)")
+    batch_size: int = option(8, "prompts per generate call", metavar="N")
+    system_prompt: str | None = option(None, "system line (default: the adapter recipe's, else the paper's)")
+    max_new_tokens: int | None = option(None, "answer length cap (default: the recipe's, else 512)", metavar="N")
+    do_sample: bool | None = option(None, "sample instead of greedy decoding (a --temperature above 0 implies it; "
+                                    "--do_sample false forces greedy)", nargs="?", const=True)
+    temperature: float | None = option(None, "sampling temperature")
+    top_p: float | None = option(None, "nucleus sampling")
+    repetition_penalty: float | None = option(None, "e.g. 1.1", metavar="X")
+    seed: int | None = option(0, "random seed")
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda when available)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = option(
+        None, "weights dtype (default: bfloat16 on a GPU that has it, else float32; auto: the checkpoint's own)")
+    # the served-model fields predict words its own way: no --base_url means local generation, not OpenAI,
+    # and an answer of 512 tokens from a busy server takes longer than a short request
+    base_url: str | None = _endpoint_option("base_url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
+                                            "(vLLM with --lora-modules, transformers serve, a hosted API); without "
+                                            "it, generate locally")
+    timeout: float = _endpoint_option("timeout", default=300.0)
+
+    def __post_init__(self) -> None:
+        self.output_file = str(self.output_file)  # a Path is welcome too
+        if self.batch_size < 1:
+            raise CbtLlmError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if (self.base_url and self.model_name_or_path) or (self.model and not self.base_url):
+            raise CbtLlmError("a model to load is --model_name_or_path; a served one is --base_url URL --model NAME")
+        if self.base_url and self.adapter:
+            raise CbtLlmError("--adapter is for local generation; with --base_url, name the served LoRA module "
+                              "with --model (e.g. vllm serve BASE --enable-lora --lora-modules cbt=ADAPTER)")
+        if self.base_url and not self.model:
+            raise CbtLlmError("--base_url needs --model (the model name on the server)")
+        if not (self.base_url or self.model_name_or_path or self.adapter):
+            raise CbtLlmError("name a model: --model_name_or_path and/or --adapter to load one, or --base_url URL "
+                              "--model NAME for a served one")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +176,8 @@ def resolve_settings(recipe: dict, system_prompt: str | None = None, **flags: An
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class PredictSummary(RunStats):
+    """What a predict run did: the run's counts, the new tokens made and the settings every line records."""
+
     new_tokens: int = 0
     settings: dict = field(default_factory=dict)
 
@@ -136,6 +192,7 @@ class PredictSummary(RunStats):
 
 
 def _comparable(settings: dict) -> dict:
+    """The settings two runs must share for their answers to go into one file."""
     return {k: v for k, v in settings.items() if k not in ("created_at",)}
 
 
@@ -148,11 +205,12 @@ def _check_settings(path: str | Path, settings: dict, overwrite: bool) -> None:
         if record.get("status") == "ok" and _comparable(record.get("settings") or {}) != _comparable(settings):
             theirs = json.dumps(_comparable(record.get("settings") or {}), ensure_ascii=False)
             raise CbtLlmError(f"{store.path} holds predictions made with other settings ({theirs[:300]}); "
-                              "write to another --output, or pass --overwrite to start again")
+                              "write to another --output_file, or pass --overwrite to start again")
 
 
 def _record(row: dict, prediction: str, settings: dict, status: str = "ok", reason: str = "",
             finish_reason: str = "", new_tokens: int | None = None) -> dict:
+    """One line of the predictions file."""
     return {"id": row["id"], "prediction": prediction, "status": status, "reason": reason,
             "finish_reason": finish_reason, "new_tokens": new_tokens, "created_at": utc_now(), "settings": settings}
 
@@ -193,16 +251,20 @@ def generate_batch(tokenizer, lm, prompts: list[list[dict]], settings: dict) -> 
     return results
 
 
-def _predict_local(rows, store, summary, settings, tokenizer, lm, batch_size, progress) -> None:
+def _predict_local(rows: list[dict], store: JsonlStore, summary: PredictSummary, config: PredictConfig) -> None:
+    """Answer ``rows`` with the model loaded here, ``config.batch_size`` prompts per ``generate`` call."""
     import torch
 
+    lm, tokenizer = load_model_and_tokenizer(config.model_name_or_path, config.adapter, device=config.device or "auto",
+                                             dtype=config.dtype, padding_side="left")
+    settings, batch_size = summary.settings, config.batch_size
     prompts = {r["id"]: chat_prompt(r["question"], r["description"], settings["system_prompt"]) for r in rows}
     texts = {i: tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for i, p in prompts.items()}
     lengths = {i: len(tokenizer(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
     ordered = sorted(rows, key=lambda r: -lengths[r["id"]])
     if settings.get("seed") is not None:
         torch.manual_seed(settings["seed"])
-    bar = Progress(len(ordered), progress, "predict")
+    bar = Progress(len(ordered), config.progress, "predict")
     started = time.monotonic()
     try:
         for start in range(0, len(ordered), batch_size):
@@ -222,7 +284,10 @@ def _predict_local(rows, store, summary, settings, tokenizer, lm, batch_size, pr
 # ---------------------------------------------------------------------------------------------
 # Endpoint
 # ---------------------------------------------------------------------------------------------
-async def _predict_endpoint(rows, store, summary, settings, endpoint: EndpointConfig, progress: bool) -> None:
+async def _predict_endpoint(rows: list[dict], store: JsonlStore, summary: PredictSummary,
+                            config: PredictConfig) -> None:
+    """Ask the served model for ``rows`` through the request engine, ``config.concurrency`` at once."""
+    settings = summary.settings
     params = {"max_tokens": settings["max_new_tokens"], "temperature": settings["temperature"] or 0.0,
               "top_p": settings["top_p"], "seed": settings.get("seed"),
               "repetition_penalty": settings["repetition_penalty"]}  # vLLM and transformers serve take it
@@ -241,55 +306,44 @@ async def _predict_endpoint(rows, store, summary, settings, endpoint: EndpointCo
         summary.new_tokens += tokens or 0
         return _record(row, text.strip(), settings, finish_reason=finish or "", new_tokens=tokens)
 
-    await run_requests(rows, one, store, endpoint, summary, desc="predict", progress=progress)
+    await run_requests(rows, one, store, config, summary, desc="predict", progress=config.progress)
 
 
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
-def predict(output: str | Path, *, model: str | None = None, adapter: str | None = None,
-            base_url: str | None = None, dataset: str = "cbt_qa", split: str = "test",
-            data_files: list[str] | None = None, limit: int | None = None, batch_size: int = 8,
-            system_prompt: str | None = None, max_new_tokens: int | None = None, do_sample: bool | None = None,
-            temperature: float | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
-            seed: int | None = 0, device: str | None = None, dtype: str | None = None,
-            api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16, timeout: float = 300.0,
-            max_attempts: int = 6, overwrite: bool = False, progress: bool = True) -> PredictSummary:
-    """Answer the split's questions into ``output`` (see the module docstring); returns the summary."""
-    if batch_size < 1:
-        raise CbtLlmError(f"--batch-size must be at least 1, got {batch_size}")
-    if base_url and adapter:
-        raise CbtLlmError("--adapter is for local generation; with --base-url, name the served LoRA module "
-                          "with --model (e.g. vllm serve BASE --enable-lora --lora-modules cbt=ADAPTER)")
-    if base_url and not model:
-        raise CbtLlmError("--base-url needs --model (the model name on the server)")
-    rows = load_split(dataset, split, data_files)
-    if limit is not None:
-        rows = rows[:max(limit, 0)]
-    recipe = read_recipe(adapter)
-    settings = resolve_settings(recipe, system_prompt, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty)
-    settings = {"mode": "endpoint" if base_url else "transformers",
-                "model": model if base_url else (model or base_model_of(adapter)),
-                "adapter": None if base_url else adapter, "dataset": dataset, "split": split,
-                **settings, "seed": seed}
-    if base_url:
-        settings["base_url"] = base_url
-    _check_settings(output, settings, overwrite)
-    if base_url:
-        resolve_api_key(api_key_env, base_url)  # a missing key fails before the output is touched
-    summary = PredictSummary(Path(output), settings=settings)
-    store, todo = resume(output, rows, lambda r: r["id"], summary)
-    if todo and base_url:
-        endpoint = EndpointConfig(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                                  timeout=timeout, max_attempts=max_attempts)
-        asyncio.run(_predict_endpoint(todo, store, summary, settings, endpoint, progress))
-    elif todo:
-        lm, tokenizer = load_model_and_tokenizer(model, adapter, device=device or "auto", dtype=dtype,
-                                                 padding_side="left")
-        _predict_local(todo, store, summary, settings, tokenizer, lm, batch_size, progress)
-    else:
+def run_settings(config: PredictConfig) -> dict:
+    """The settings every prediction line records: mode, model, adapter, split, the resolved generation
+    settings (``resolve_settings``) and the seed; ``base_url`` too for a served model."""
+    generation = resolve_settings(read_recipe(config.adapter), config.system_prompt,
+                                  max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+                                  temperature=config.temperature, top_p=config.top_p,
+                                  repetition_penalty=config.repetition_penalty)
+    if config.base_url:
+        return {"mode": "endpoint", "model": config.model, "adapter": None, "dataset": config.dataset,
+                "split": config.split, **generation, "seed": config.seed, "base_url": config.base_url}
+    return {"mode": "transformers", "model": config.model_name_or_path or base_model_of(config.adapter),
+            "adapter": config.adapter, "dataset": config.dataset, "split": config.split, **generation,
+            "seed": config.seed}
+
+
+def predict(config: PredictConfig) -> PredictSummary:
+    """Answer the split's questions into ``config.output_file`` (see the module docstring); returns the summary."""
+    rows = load_split(config.dataset, config.split, config.data_files)
+    if config.limit is not None:
+        rows = rows[:max(config.limit, 0)]
+    settings = run_settings(config)
+    _check_settings(config.output_file, settings, config.overwrite)
+    if config.base_url:
+        resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
+    summary = PredictSummary(Path(config.output_file), settings=settings)
+    store, todo = resume(config.output_file, rows, lambda r: r["id"], summary)
+    if not todo:
         store.close()
+    elif config.base_url:
+        asyncio.run(_predict_endpoint(todo, store, summary, config))
+    else:
+        _predict_local(todo, store, summary, config)
     return summary
 
 

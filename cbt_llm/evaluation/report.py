@@ -1,46 +1,63 @@
-"""The evaluation report: its data (``Report``, ``SystemResult``), ``report.md`` and the plots.
+"""The evaluation report: its data (``Report``, ``SystemResult``), report.json, report.md and the plots.
 
+* ``report.json`` - every number, per system, with the predictions' settings, what reproduces each
+  figure and what could not be computed;
 * ``report.md`` - one table (a row per system: every metric, the CBT-structure score and the
   coverage of each of the five steps; the references' own structure as a last row), then the plots;
 * ``metrics.png`` (metric bars per system) and ``step_coverage.png`` (share of answers with each step).
 
-``update_model_card_with_results(card, results, dataset_id)`` writes one system's numbers into an
-adapter card's ``model-index`` (``ModelCardData.eval_results``) and an "Evaluation results" section.
+The metric columns come from the metric registry (``cbt_llm.evaluation.registry``), so a registered
+metric is reported without a change here. ``cbt_llm.cards.update_model_card_with_results`` writes one
+system's numbers into an adapter card with the labels of ``METRIC_INFO``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
-from cbt_llm.errors import CbtLlmError
+from cbt_llm.evaluation.registry import HUNDRED, UNIT, Column, headline, metric_columns, registered_metrics
 
-# key: (column label, model-index metric type, shown as)
-METRIC_INFO: dict[str, tuple[str, str, str]] = {
-    "bleu": ("BLEU", "bleu", "0-100, sacrebleu tokenize=zh (characters)"),
-    "chrf": ("chrF", "chrf", "0-100, sacrebleu character 6-grams"),
-    "bleu_1": ("BLEU-1", "bleu", "0-100, jieba words"),
-    "bleu_2": ("BLEU-2", "bleu", "0-100, jieba words"),
-    "bleu_3": ("BLEU-3", "bleu", "0-100, jieba words"),
-    "bleu_4": ("BLEU-4", "bleu", "0-100, jieba words"),
-    "meteor": ("METEOR", "meteor", "0-1, jieba words, exact+stem matching"),
-    "rouge_l": ("ROUGE-L", "rouge", "0-1, characters"),
-    "distinct_1": ("Dist-1", "distinct", "0-1, jieba words, reference-free"),
-    "distinct_2": ("Dist-2", "distinct", "0-1, jieba words, reference-free"),
-    "bertscore_f1": ("BERTScore F1", "bertscore", "0-1, raw (not rescaled)"),
-    "structure_mean": ("CBT structure", "cbt_structure", "0-2, mean of the detector score"),
-    "structure_full": ("Full CBT", "cbt_structure_full", "share of answers scoring 2"),
+STRUCTURE_COLUMNS = {
+    "structure_mean": Column("CBT structure", "cbt_structure", "0-2, mean of the detector score"),
+    "structure_full": Column("Full CBT", "cbt_structure_full", "share of answers scoring 2", ".0%"),
 }
+STEP_SPEC = ".0%"  # step coverage: a share of answers
 JUDGE_LABELS = {"relevance": "Judge relevance", "cbt_structure": "Judge CBT", "helpfulness": "Judge helpful"}
 STEP_SHORT = {"validation": "Empathy", "key_thought": "Thought", "challenge": "Challenge", "strategy": "Strategy",
               "encouragement": "Encourage"}
-CARD_START, CARD_END = "<!-- cbt-llm evaluate: start -->", "<!-- cbt-llm evaluate: end -->"
+
+
+class ReportColumns(Mapping[str, Column]):
+    """Every figure column of the report by key: the registered metrics', then the CBT-structure score's.
+
+    Read from the registry when asked, so a metric registered after this module is imported is included.
+    """
+
+    def _columns(self) -> dict[str, Column]:
+        return {**metric_columns(), **STRUCTURE_COLUMNS}
+
+    def __getitem__(self, key: str) -> Column:
+        return self._columns()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns())
+
+    def __len__(self) -> int:
+        return len(self._columns())
+
+
+METRIC_INFO: Mapping[str, Column] = ReportColumns()
 
 
 @dataclass
 class SystemResult:
+    """One row of the report: a system's figures, CBT structure, judge means and how they were made."""
+
     name: str
     file: str | None
     n: int
@@ -52,12 +69,15 @@ class SystemResult:
     metric_settings: dict[str, dict] = field(default_factory=dict)  # metric key -> how it was computed
 
     def row(self) -> dict[str, float]:
+        """The metric figures plus the two CBT-structure figures, by column key."""
         return {**self.metrics, "structure_mean": self.structure["structure_mean"],
                 "structure_full": self.structure["structure_full"]}
 
 
 @dataclass
 class Report:
+    """What ``evaluate_systems`` scored and the files it wrote."""
+
     output_dir: Path
     systems: list[SystemResult]
     reference: SystemResult
@@ -89,34 +109,71 @@ def skipped_metrics(report: Report) -> dict[str, str]:
 
 
 def reproducibility(metric_settings: dict[str, dict]) -> dict[str, dict]:
-    """What reproduces each figure: sacrebleu's signature (BLEU, chrF); BERTScore's model, layer and hash."""
-    keep = {"bleu": ("signature",), "chrf": ("signature",), "bertscore_f1": ("model", "num_layers", "hash")}
+    """What reproduces each figure (each metric's ``REPRODUCE``): sacrebleu's signature for BLEU and chrF;
+    BERTScore's model, layer and hash."""
+    keep = {headline(metric): metric.REPRODUCE for metric in registered_metrics().values() if metric.REPRODUCE}
     return {key: {k: metric_settings[key][k] for k in fields if k in metric_settings[key]}
             for key, fields in keep.items() if key in metric_settings}
 
 
 def _label(key: str) -> str:
-    return METRIC_INFO[key][0] if key in METRIC_INFO else key
+    return METRIC_INFO[key].label if key in METRIC_INFO else key
 
 
-def _describe(args: dict) -> str:
+def describe_arguments(args: dict) -> str:
+    """Settings as report.md and the card name them: ``model `x`, layer `8`, hash `...```."""
     return ", ".join(f"{k.replace('num_layers', 'layer')} `{v}`" for k, v in args.items())
 
 
-# ---------------------------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------------------------
-def _fmt(key: str, value: float | None) -> str:
+def format_figure(key: str, value: float | None) -> str:
+    """A figure as report.md and the card show it, by its column's format ("–" when missing)."""
     if value is None:
         return "–"
-    if key in ("bleu", "chrf") or key.startswith("bleu_"):
-        return f"{value:.2f}"
-    if key == "structure_full" or key.startswith("step_"):
-        return f"{100 * value:.0f}%"
-    return f"{value:.3f}"
+    if key.startswith("step_"):
+        return format(value, STEP_SPEC)
+    return format(value, METRIC_INFO[key].spec if key in METRIC_INFO else ".3f")
 
 
+# ---------------------------------------------------------------------------------------------
+# report.json
+# ---------------------------------------------------------------------------------------------
+def report_data(report: Report, references: str, dataset: str) -> dict[str, Any]:
+    """What report.json holds: every number, the settings behind them, and what was left out."""
+    from cbt_llm.engine.store import utc_now
+
+    args = reproducibility(report.systems[0].metric_settings)
+    return {
+        "created_at": utc_now(), "dataset": dataset, "references": references, "n": report.n, "note": report.note,
+        "dropped": report.dropped,
+        "bertscore_model": args.get("bertscore_f1", {}).get("model"),  # also under reproducibility; kept for readers
+        "reproducibility": args,
+        "skipped": skipped_metrics(report),
+        "metrics": {k: {"label": column.label, "scale": column.scale} for k, column in METRIC_INFO.items()},
+        "systems": [{"name": s.name, "file": s.file, "n": s.n, "metrics": s.metrics, "structure": s.structure,
+                     "judge": s.judge, "settings": s.settings, "skipped": s.skipped,
+                     "metric_settings": s.metric_settings} for s in report.systems],
+        "reference": {"metrics": report.reference.metrics, "structure": report.reference.structure},
+    }
+
+
+def write_report(report: Report, references: str, dataset: str) -> None:
+    """report.json, the two plots and report.md in ``report.output_dir``; they are added to ``report.files``."""
+    folder = report.output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "report.json"
+    data.write_text(json.dumps(report_data(report, references, dataset), ensure_ascii=False, indent=2),
+                    encoding="utf-8")
+    plots = [plot_metrics(report.systems, folder / "metrics.png"),
+             plot_steps(report.systems, report.reference, folder / "step_coverage.png")]
+    (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    report.files += [data, folder / "report.md", *plots]
+
+
+# ---------------------------------------------------------------------------------------------
+# report.md
+# ---------------------------------------------------------------------------------------------
 def table_columns(report: Report) -> list[str]:
+    """The table's column keys: the figures some system has, the five steps, the judge means if any."""
     keys = [k for k in METRIC_INFO if any(k in s.row() for s in report.systems)]
     keys += [f"step_{k}" for k in STEP_KEYS]
     if any(s.judge for s in report.systems):
@@ -124,57 +181,70 @@ def table_columns(report: Report) -> list[str]:
     return keys
 
 
+def _header(key: str) -> str:
+    if key.startswith("step_"):
+        return STEP_SHORT[key[5:]]
+    if key.startswith("judge_"):
+        return JUDGE_LABELS[key[6:]]
+    return METRIC_INFO[key].label
+
+
 def _cell(system: SystemResult, key: str) -> str:
     if key.startswith("step_"):
-        return _fmt(key, system.structure["steps"][key[5:]])
+        return format_figure(key, system.structure["steps"][key[5:]])
     if key.startswith("judge_"):
         value = system.judge.get(key[6:])
         return "–" if value is None else f"{value:.2f}"
-    return _fmt(key, system.row().get(key))
+    return format_figure(key, system.row().get(key))
+
+
+def _table(report: Report, keys: list[str]) -> list[str]:
+    lines = ["| System | n | " + " | ".join(_header(k) for k in keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    for system in [*report.systems, report.reference]:
+        lines.append(f"| {system.name} | {system.n} | " + " | ".join(_cell(system, k) for k in keys) + " |")
+    return lines
+
+
+def _metric_notes(report: Report, keys: list[str]) -> list[str]:
+    """How each metric column is computed, each system's notes on its metrics, and what could not be computed."""
+    args = reproducibility(report.systems[0].metric_settings if report.systems else {})
+    lines = [f"- **{METRIC_INFO[key].label}**: {METRIC_INFO[key].scale}"
+             + (f"; {describe_arguments(args[key])}" if args.get(key) else "") + "." for key in keys if key in METRIC_INFO]
+    metrics = registered_metrics().values()
+    for system in report.systems:
+        notes = (metric.note(system.metric_settings.get(headline(metric), {})) for metric in metrics)
+        lines += [f"- {system.name}: {note}." for note in notes if note]
+    lines += [f"- **{_label(key)}**: not computed ({reason})." for key, reason in skipped_metrics(report).items()]
+    return lines
+
+
+def _other_notes(report: Report) -> list[str]:
+    """How the step, reference and judge columns are made, and which answers were left out."""
+    lines = ["- **" + " / ".join(STEP_SHORT.values()) + "**: share of answers in which the five-step detector "
+             "(cbt_llm.steps) finds " + ", ".join(f"{s.name_en.lower()} ({s.name_zh})" for s in CBT_STEPS)
+             + ".", "- The `reference` row scores the reference answers themselves (reference-free columns only)."]
+    if any(s.judge for s in report.systems):
+        lines.append("- **Judge** columns: mean 0-2 scores of the LLM judge (cbt_llm.evaluation.judge rubric).")
+    lines += [f"- {dropped}: {count} answers left out (ids not shared by every file)."
+              for dropped, count in report.dropped.items()]
+    return lines
 
 
 def render_markdown(report: Report) -> str:
     """report.md: the table, how each column is computed, and the plots."""
     keys = table_columns(report)
-
-    def label(key: str) -> str:
-        if key.startswith("step_"):
-            return STEP_SHORT[key[5:]]
-        if key.startswith("judge_"):
-            return JUDGE_LABELS[key[6:]]
-        return METRIC_INFO[key][0]
-
     lines = ["# Evaluation report\n", f"{len(report.systems)} systems, {report.n} questions "
              "(the ids every predictions file and the references share).\n",
              *([f"**What these numbers mean.** {report.note}\n"] if report.note else []),
-             "| System | n | " + " | ".join(label(k) for k in keys) + " |",
-             "|---|---:|" + "---:|" * len(keys)]
-    for system in [*report.systems, report.reference]:
-        lines.append(f"| {system.name} | {system.n} | " + " | ".join(_cell(system, k) for k in keys) + " |")
-    lines += ["", "How each column is computed:", ""]
-    settings = report.systems[0].metric_settings if report.systems else {}
-    for key in keys:
-        if key in METRIC_INFO:
-            args = reproducibility(settings).get(key)
-            lines.append(f"- **{METRIC_INFO[key][0]}**: {METRIC_INFO[key][2]}" + (f"; {_describe(args)}"
-                                                                                  if args else "") + ".")
-    for system in report.systems:
-        empty = system.metric_settings.get("bertscore_f1", {}).get("empty_predictions")
-        if empty:
-            lines.append(f"- {system.name}: {empty} empty answers, scored 0 by BERTScore.")
-    for key, reason in skipped_metrics(report).items():
-        lines.append(f"- **{_label(key)}**: not computed ({reason}).")
-    lines.append("- **" + " / ".join(STEP_SHORT.values()) + "**: share of answers in which the five-step detector "
-                 "(cbt_llm.generation.quality) finds " + ", ".join(f"{s.name_en.lower()} ({s.name_zh})" for s in CBT_STEPS) + ".")
-    lines.append("- The `reference` row scores the reference answers themselves (reference-free columns only).")
-    if any(s.judge for s in report.systems):
-        lines.append("- **Judge** columns: mean 0-2 scores of the LLM judge (cbt_llm.evaluation.judge rubric).")
-    for dropped, count in report.dropped.items():
-        lines.append(f"- {dropped}: {count} answers left out (ids not shared by every file).")
-    lines += ["", "![Metrics per system](metrics.png)", "", "![Step coverage](step_coverage.png)", ""]
+             *_table(report, keys), "", "How each column is computed:", "",
+             *_metric_notes(report, keys), *_other_notes(report),
+             "", "![Metrics per system](metrics.png)", "", "![Step coverage](step_coverage.png)", ""]
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------
 def _pyplot():
     import matplotlib
 
@@ -198,15 +268,17 @@ def _grouped_bars(axis, groups: list[str], series: dict[str, list[float]], ylabe
 
 
 def plot_metrics(systems: list[SystemResult], path: Path) -> Path:
-    """Two panels of grouped bars: the 0-100 metrics, and the 0-1 metrics (CBT structure scaled to 0-1)."""
+    """Two panels of grouped bars: the 0-100 metrics, and the 0-1 metrics (CBT structure scaled to 0-1);
+    each registered metric's columns go on the panel they name."""
     plt = _pyplot()
-    hundred = [k for k in ("bleu", "chrf", "bleu_1", "bleu_2", "bleu_3", "bleu_4") if k in systems[0].metrics]
-    unit = [k for k in ("meteor", "rouge_l", "distinct_1", "distinct_2", "bertscore_f1") if k in systems[0].metrics]
+    columns = metric_columns()
+    hundred, unit = ([k for k, column in columns.items() if column.panel == panel and k in systems[0].metrics]
+                     for panel in (HUNDRED, UNIT))
     figure, axes = plt.subplots(1, 2, figsize=(13, 4), dpi=100, gridspec_kw={"width_ratios": [len(hundred),
                                                                                              len(unit) + 1]})
-    _grouped_bars(axes[0], [METRIC_INFO[k][0] for k in hundred],
+    _grouped_bars(axes[0], [columns[k].short or columns[k].label for k in hundred],
                   {s.name: [s.metrics[k] for k in hundred] for s in systems}, "score (0-100)")
-    _grouped_bars(axes[1], [METRIC_INFO[k][0].replace(" F1", "") for k in unit] + ["CBT/2"],
+    _grouped_bars(axes[1], [columns[k].short or columns[k].label for k in unit] + ["CBT/2"],
                   {s.name: [s.metrics[k] for k in unit] + [s.structure["structure_mean"] / 2] for s in systems},
                   "score (0-1)", (0, 1.05))
     figure.suptitle("Reference metrics per system")
@@ -228,53 +300,3 @@ def plot_steps(systems: list[SystemResult], reference: SystemResult, path: Path)
     figure.savefig(path)
     plt.close(figure)
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Model card
-# ---------------------------------------------------------------------------------------------
-def update_model_card_with_results(card_path: str | Path, results: dict[str, float], dataset_id: str, *,
-                                   split: str = "test", dataset_name: str | None = None,
-                                   n: int | None = None, metric_args: dict[str, dict] | None = None) -> Path:
-    """Write ``results`` (metric key -> value) into the card's ``model-index`` and an evaluation section.
-
-    ``metric_args`` (metric key -> settings, see ``reproducibility``) go into each result's
-    ``metric_args`` and the section. Earlier results of the same dataset and split are replaced;
-    others are kept. Returns the path.
-    """
-    from huggingface_hub import EvalResult, ModelCard
-
-    card_path = Path(card_path)
-    if not card_path.is_file():
-        raise CbtLlmError(f"{card_path}: no such model card")
-    card = ModelCard.load(card_path)
-    keep = [r for r in (card.data.eval_results or [])
-            if not (r.dataset_type == dataset_id and r.dataset_split == split)]
-    new = [EvalResult(task_type="text-generation", task_name="CBT question answering", dataset_type=dataset_id,
-                      dataset_name=dataset_name or dataset_id, dataset_split=split, metric_type=METRIC_INFO[k][1],
-                      metric_name=f"{METRIC_INFO[k][0]} ({METRIC_INFO[k][2]})", metric_value=round(float(v), 4),
-                      metric_args=(metric_args or {}).get(k))
-           for k, v in results.items() if k in METRIC_INFO and v is not None]
-    card.data.eval_results = keep + new
-    if not card.data.model_name:
-        card.data.model_name = card_path.parent.name
-    section = [CARD_START, "## Evaluation results", "",
-               f"On `{dataset_id}`, split `{split}`" + (f" ({n} questions)" if n else "") + ", scored by `cbt-llm evaluate`:",
-               "", "| Metric | Value |", "|---|---|"]
-    section += [f"| {METRIC_INFO[k][0]} ({METRIC_INFO[k][2]}) | {_fmt(k, v)} |" for k, v in results.items()
-                if k in METRIC_INFO and v is not None]
-    args = {k: a for k, a in (metric_args or {}).items() if k in results}
-    if args:
-        section += ["", "To reproduce: " + "; ".join(f"{METRIC_INFO[k][0]}: {_describe(a)}"
-                                                     for k, a in args.items()) + "."]
-    section.append(CARD_END)
-    body = card.text
-    if CARD_START in body and CARD_END in body:
-        body = body[:body.index(CARD_START)] + "\n".join(section) + body[body.index(CARD_END) + len(CARD_END):]
-    else:
-        marker = "\n## How to use"
-        block = "\n".join(section) + "\n"
-        body = body.replace(marker, "\n" + block + marker, 1) if marker in body else body.rstrip() + "\n\n" + block
-    card.text = body
-    card.save(card_path)
-    return card_path

@@ -1,6 +1,6 @@
 """The CBT-structure score: the paper's 0-2 expert scale, read off the five-step detector.
 
-``cbt_structure_score(text)`` maps the detector of ``cbt_llm.generation.quality`` (the same one the
+``cbt_structure_score(text)`` maps the five-step detector of ``cbt_llm.steps`` (the same one the
 generator's quality check uses) onto the scale: 2 when all five steps are found in order, 0 when at
 most one step is found, 1 otherwise. ``step_coverage`` summarises many answers; ``structure_agreement``
 measures agreement with hand labels (``tests/data/cbt_structure_eval.jsonl``).
@@ -31,7 +31,7 @@ class StructureResult:
 
 
 def structure_of(text: str, language: str = "zh") -> StructureResult:
-    """Per-step detection (``cbt_llm.generation.quality.detect_steps``) and the 0/1/2 score from it."""
+    """Per-step detection (``cbt_llm.steps.detect_steps``) and the 0/1/2 score from it."""
     from cbt_llm.steps import detect_steps
 
     detection = detect_steps(text or "", language)

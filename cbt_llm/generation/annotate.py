@@ -16,15 +16,17 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from cbt_llm.config import option
 from cbt_llm.data.prompts import COGNITIVE_DISTORTIONS
 from cbt_llm.data.sources import iter_json_objects
-from cbt_llm.engine.endpoints import answer_of, json_values, resolve_api_key
-from cbt_llm.errors import CbtLlmError
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.config import ServedModelConfig
+from cbt_llm.engine.endpoints import answer_of, json_values, resolve_api_key
+from cbt_llm.engine.runner import RunStats, resume, run_requests
 from cbt_llm.engine.store import utc_now
+from cbt_llm.errors import CbtLlmError
 
 DEFINITIONS = {
     "all_or_nothing": ("seeing things in two categories only, success or total failure",
@@ -87,6 +89,8 @@ def parse_labels(text: str) -> tuple[list[str], list[str]] | None:
 
 @dataclass
 class AnnotateSummary(RunStats):
+    """What a labelling run did; ``format()`` is the summary the command prints."""
+
     labels: Counter = field(default_factory=Counter)
     unknown: Counter = field(default_factory=Counter)
 
@@ -101,31 +105,45 @@ class AnnotateSummary(RunStats):
         return "\n".join(lines)
 
 
-def annotate(input: str | Path, output: str | Path, model: str, **options: Any) -> AnnotateSummary:
-    """Label the ok records of ``input`` into ``output`` (see the module docstring)."""
-    return asyncio.run(aannotate(input, output, model, **options))
+@dataclass(kw_only=True)
+class AnnotateConfig(ServedModelConfig):
+    """What ``annotate`` reads: ``cbt-llm annotate``'s flags."""
+
+    input: str = option(help="generate's output", metavar="RECORDS.jsonl")
+    output_file: str = option(help="labelled records (resumable)", metavar="OUT.jsonl")
+    progress: bool = option(True, "show a progress bar (--no_progress: none)")
+    language: Literal["zh", "en"] = option("zh", "prompt language")
+    temperature: float | None = option(0.0, "sampling temperature")
+    max_new_tokens: int | None = option(200, "label answer cap", metavar="N")
+
+    def __post_init__(self) -> None:
+        self.input, self.output_file = str(self.input), str(self.output_file)  # a Path is welcome too
+        if Path(self.input).resolve() == Path(self.output_file).resolve():
+            raise CbtLlmError("--output_file must differ from --input (annotate writes a labelled copy)")
 
 
-async def aannotate(input: str | Path, output: str | Path, model: str, *, language: str = "zh",
-                    temperature: float | None = 0.0, max_tokens: int | None = 200, progress: bool = True,
-                    **endpoint: Any) -> AnnotateSummary:
-    """The asynchronous core of ``annotate``; ``endpoint`` holds the ``EndpointConfig`` fields."""
-    endpoint = EndpointConfig(**endpoint)
-    if Path(input).resolve() == Path(output).resolve():
-        raise CbtLlmError("--output must differ from --input (annotate writes a labelled copy)")
-    records = [obj for _, obj in iter_json_objects(input)]
-    resolve_api_key(endpoint.api_key_env, endpoint.base_url)  # a missing key fails before the output is touched
-    summary = AnnotateSummary(Path(output))
-    store, todo = resume(output, records, lambda r: str(r.get("id")), summary, done_statuses=("ok", "rejected"))
-    params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}
+def annotate(config: AnnotateConfig) -> AnnotateSummary:
+    """Label the ok records of ``config.input`` into ``config.output_file`` (see the module docstring)."""
+    return asyncio.run(aannotate(config))
+
+
+async def aannotate(config: AnnotateConfig) -> AnnotateSummary:
+    """The asynchronous core of ``annotate``."""
+    records = [obj for _, obj in iter_json_objects(config.input)]
+    resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
+    summary = AnnotateSummary(Path(config.output_file))
+    store, todo = resume(config.output_file, records, lambda r: str(r.get("id")), summary,
+                         done_statuses=("ok", "rejected"))
+    params = {k: v for k, v in (("temperature", config.temperature), ("max_tokens", config.max_new_tokens))
+              if v is not None}
 
     async def label(engine: RequestEngine, record: dict) -> dict:
         record = dict(record)
         if record.get("status", "ok") != "ok":
             summary.counts["copied"] += 1
             return record
-        payload = {"model": model, "messages": [{"role": "user", "content": annotation_prompt(record, language)}],
-                   **params}
+        prompt = annotation_prompt(record, config.language)
+        payload = {"model": config.model, "messages": [{"role": "user", "content": prompt}], **params}
         parsed = None
         for _ in range(2):
             try:
@@ -139,10 +157,10 @@ async def aannotate(input: str | Path, output: str | Path, model: str, *, langua
             return {**record, "status": "failed", "reason": "annotate: the reply had no JSON list of labels"}
         labels, unknown = parsed
         record["distortions"] = labels
-        record["annotation"] = {"model": model, "created_at": utc_now(), "taxonomy": "cbt_llm-v1"}
+        record["annotation"] = {"model": config.model, "created_at": utc_now(), "taxonomy": "cbt_llm-v1"}
         summary.labels.update(labels)
         summary.unknown.update(unknown)
         return record
 
-    await run_requests(todo, label, store, endpoint, summary, desc="annotate", progress=progress)
+    await run_requests(todo, label, store, config, summary, desc="annotate", progress=config.progress)
     return summary

@@ -1,9 +1,9 @@
 """Generate CBT answers for a questions file with any OpenAI-compatible model: fast, resumable, nothing lost.
 
-``generate(input, output, model, ...)`` (and ``cbt-llm generate``) sends one request per
-question through ``cbt_llm.engine.client.RequestEngine`` (concurrency, optional rpm/tpm, adaptive
-backoff on 429, retries), checks every answer with ``cbt_llm.generation.quality`` (re-asking up to a bound)
-and writes one JSON line per question id to the output file:
+``generate(GenerateConfig(input=..., output_file=..., model=...))`` (and ``cbt-llm generate``) sends
+one request per question through ``cbt_llm.engine.client.RequestEngine`` (concurrency, optional
+rpm/tpm, adaptive backoff on 429, retries), checks every answer with ``cbt_llm.generation.quality``
+(re-asking up to a bound) and writes one JSON line per question id to the output file:
 
 * the ``default`` record fields plus ``status`` (``ok``, ``rejected``, ``failed``) and ``reason``;
 * each line is written whole with one ``write`` call as soon as its answer is done;
@@ -12,7 +12,8 @@ and writes one JSON line per question id to the output file:
   the file is compacted (torn tail, failed lines to retry, any duplicate) into a temporary file
   that atomically replaces it, so an id never appears twice, even across crashes.
 
-Importing this module does not import torch, transformers or datasets.
+:func:`answer_record` turns one reply into an ok or rejected record, for this loop and for the
+Batch API's ingest alike. Importing this module does not import torch, transformers or datasets.
 """
 
 from __future__ import annotations
@@ -22,24 +23,58 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from cbt_llm.config import option, python_only
 from cbt_llm.data.prompts import STEP_KEYS, PromptTemplate, get_prompt
 from cbt_llm.data.sources import Question, read_questions
-from cbt_llm.engine.endpoints import answer_of, estimate_message_tokens, resolve_api_key
-from cbt_llm.errors import CbtLlmError
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.generation.dedup import duplicate_groups, near_duplicates
-from cbt_llm.generation.quality import (
-    DEFAULT_QUALITY,
-    QualityConfig,
-    check_answer,
-)
-from cbt_llm.engine.runner import EndpointConfig, RunStats, resume, run_requests
+from cbt_llm.engine.config import ServedModelConfig
+from cbt_llm.engine.endpoints import answer_of, estimate_message_tokens, resolve_api_key
+from cbt_llm.engine.runner import RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
+from cbt_llm.errors import CbtLlmError
+from cbt_llm.generation.dedup import duplicate_groups, near_duplicates
+from cbt_llm.generation.quality import QualityConfig, check_answer
 
-# Assumed answer lengths for --dry-run (tokens), from the bundled sample (~580 Chinese characters).
+# Assumed answer lengths for --dry_run (tokens), from the bundled sample (~580 Chinese characters).
 EXPECTED_COMPLETION_TOKENS = {"zh": 700, "en": 500}
+DONE_STATUSES = ("ok", "rejected")  # a resumed run or a new batch skips these ids
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(ServedModelConfig):
+    """Everything ``generate`` (and the Batch API mode, and the dry run) reads: ``cbt-llm generate``'s flags."""
+
+    input: str = option(help="questions: PsyQA .json, .jsonl or .csv", metavar="QUESTIONS")
+    output_file: str = option(help="records file (resumable)", metavar="OUT.jsonl")
+    progress: bool = option(True, "show a progress bar (--no_progress: none)")
+    prompt: str = option("paper", "paper (fluent answer), structured (JSON per step) or a Jinja template FILE")
+    language: Literal["zh", "en"] = option("zh", "prompt and answer language")
+    limit: int | None = option(None, "only the first N questions", metavar="N")
+    temperature: float | None = option(0.7, "sampling temperature")
+    top_p: float | None = option(None, "nucleus sampling")
+    max_new_tokens: int | None = option(None, "answer length cap in tokens", metavar="N")
+    seed: int | None = option(None, "sampling seed, where the server supports it")
+    max_asks: int = option(3, "answers asked per question before one failing the quality check is kept as "
+                           "rejected", metavar="N")
+    price_input: float | None = option(None, "price per million prompt tokens", metavar="USD")
+    price_output: float | None = option(None, "price per million completion tokens", metavar="USD")
+    duplicate_threshold: float = python_only(0.8, help="character 5-gram Jaccard similarity from which two ok "
+                                             "answers are reported as near duplicates")
+    quality: QualityConfig = python_only(default_factory=QualityConfig, help="bounds of the answer check")
+
+    def __post_init__(self) -> None:
+        self.input, self.output_file = str(self.input), str(self.output_file)  # a Path is welcome too
+        if self.limit is not None and self.limit < 0:
+            raise CbtLlmError(f"--limit must be >= 0, got {self.limit}")
+        if self.max_asks < 1:
+            raise CbtLlmError(f"--max_asks must be at least 1, got {self.max_asks}")
+
+    def params(self) -> dict[str, Any]:
+        """The sampling fields of the request body (the API's name for the length cap is ``max_tokens``)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_new_tokens,
+                "seed": self.seed}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,9 +105,57 @@ def build_payload(question: Question, prompt: PromptTemplate, model: str, params
     return payload
 
 
+def record_source(model: str, template: PromptTemplate, body: dict | None, finish: str | None, asks: int) -> dict:
+    """The record's ``source``: who answered, with which prompt, when, and how many asks it took."""
+    usage = (body or {}).get("usage") or {}
+    return {
+        "model": str((body or {}).get("model") or model),
+        "prompt_version": template.version,
+        "created_at": utc_now(),
+        "finish_reason": finish or "",
+        "prompt_tokens": usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
+        "completion_tokens": usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None,
+        "asks": asks,
+    }
+
+
+def answer_record(question: Question, body: dict, config: GenerateConfig, template: PromptTemplate, asks: int,
+                  answers: str) -> dict:
+    """A reply checked into an ok record, or a rejected one whose reason ends with ``(answers)``.
+
+    The one place a reply becomes a record: ``generate``'s loop and the Batch API's ingest both use it.
+    """
+    content, finish = answer_of(body)
+    result = check_answer(content, config.language, template.structured, finish, config.quality)
+    steps = result.steps if template.structured else None
+    source = record_source(config.model, template, body, finish, asks)
+    if result.ok:
+        return make_record(question, "ok", "", result.response, steps, source)
+    return make_record(question, "rejected", f"quality: {result.reason} ({answers})", result.response, steps, source)
+
+
+def reason_key(reason: str) -> str:
+    """A reason with its numbers masked, so the summary groups alike reasons."""
+    return re.sub(r"\d+", "N", reason.split(" (after")[0])[:80]
+
+
+def count_reason(summary: GenerateSummary, record: dict) -> None:
+    """Count why a record is not ok (for the summary's 'not ok' line)."""
+    if record["status"] != "ok":
+        summary.reasons[reason_key(record["reason"])] += 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Summary
 # ---------------------------------------------------------------------------------------------
+def token_cost(prompt_tokens: int, completion_tokens: int, price_input: float | None,
+               price_output: float | None) -> float | None:
+    """USD for the tokens at the prices per million; None when no price is given."""
+    if price_input is None and price_output is None:
+        return None
+    return (prompt_tokens * (price_input or 0) + completion_tokens * (price_output or 0)) / 1e6
+
+
 @dataclass
 class GenerateSummary(RunStats):
     """What a run did; ``format()`` is the final summary printed by the command."""
@@ -88,171 +171,51 @@ class GenerateSummary(RunStats):
         return sum(self.counts.values())
 
     def cost(self) -> float | None:
-        if self.price_input is None and self.price_output is None:
-            return None
-        return (self.prompt_tokens * (self.price_input or 0) + self.completion_tokens * (self.price_output or 0)) / 1e6
+        return token_cost(self.prompt_tokens, self.completion_tokens, self.price_input, self.price_output)
 
     def format(self) -> str:
-        rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        lines = [
-            f"generated {self.done} of {self.total} questions in {self.seconds:.1f} s ({rate:.2f}/s): "
-            f"ok {self.counts['ok']}, rejected {self.counts['rejected']}, failed {self.counts['failed']}"
-            + (f"; {self.skipped} already done" if self.skipped else ""),
-            f"requests {self.requests}, retries {self.retries}"
-            + (", errors: " + ", ".join(f"{k} x{n}" for k, n in self.errors.most_common()) if self.errors else "")
-            + (f"; slowed down {self.rate_limit_events}x for 429s (server accepted about {self.learned_rate:.1f} req/s)"
-               if self.rate_limit_events and self.learned_rate else ""),
-            f"tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens}"
-            + (f"; cost about ${self.cost():.4f}" if self.cost() is not None else ""),
-        ]
-        if self.resume and (self.resume.torn_tail or self.resume.bad_lines or self.resume.duplicates
-                            or self.resume.retried_failed):
-            lines.append(f"resumed: retried {self.resume.retried_failed} failed"
-                         + (", repaired a torn last line" if self.resume.torn_tail else "")
-                         + (f", dropped {self.resume.bad_lines} unreadable lines" if self.resume.bad_lines else "")
-                         + (f", removed {self.resume.duplicates} duplicate ids" if self.resume.duplicates else ""))
+        lines = [self._run_line(), self._requests_line(), self._tokens_line(), *self._resume_lines()]
         if self.reasons:
             lines.append("not ok: " + "; ".join(f"{why} x{n}" for why, n in self.reasons.most_common(5)))
         if self.file_counts:
             lines.append(f"{self.output}: " + ", ".join(f"{k} {self.file_counts[k]}" for k in ("ok", "rejected", "failed"))
                          + " (cbt-llm build --input takes the ok records)")
-        if self.duplicates:
-            shown = ", ".join(f"{p.first}~{p.second} ({p.similarity:.2f})" for p in self.duplicates[:5])
-            groups = duplicate_groups(self.duplicates)
-            lines.append(f"near-duplicate answers: {len(self.duplicates)} pairs in {len(groups)} clusters "
-                         f"(largest: {len(groups[0])} answers, {groups[0][0]} ...), e.g. {shown}")
-        else:
-            lines.append("near-duplicate answers: none")
+        lines.append(self._duplicates_line())
         return "\n".join(lines)
 
+    def _run_line(self) -> str:
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        return (f"generated {self.done} of {self.total} questions in {self.seconds:.1f} s ({rate:.2f}/s): "
+                f"ok {self.counts['ok']}, rejected {self.counts['rejected']}, failed {self.counts['failed']}"
+                + (f"; {self.skipped} already done" if self.skipped else ""))
 
-def reason_key(reason: str) -> str:
-    return re.sub(r"\d+", "N", reason.split(" (after")[0])[:80]
+    def _requests_line(self) -> str:
+        return (f"requests {self.requests}, retries {self.retries}"
+                + (", errors: " + ", ".join(f"{k} x{n}" for k, n in self.errors.most_common()) if self.errors else "")
+                + (f"; slowed down {self.rate_limit_events}x for 429s (server accepted about "
+                   f"{self.learned_rate:.1f} req/s)" if self.rate_limit_events and self.learned_rate else ""))
 
-
-# ---------------------------------------------------------------------------------------------
-# Dry run
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Estimate:
-    questions: int
-    todo: int
-    prompt_tokens: int
-    completion_tokens: int
-    price_input: float | None
-    price_output: float | None
-
-    def cost(self) -> float | None:
-        if self.price_input is None and self.price_output is None:
-            return None
-        return (self.prompt_tokens * (self.price_input or 0) + self.completion_tokens * (self.price_output or 0)) / 1e6
-
-    def format(self) -> str:
-        lines = [f"dry run: {self.questions} questions valid, {self.todo} to generate "
-                 f"({self.questions - self.todo} already done); nothing was sent",
-                 f"estimated tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens} "
-                 "(approximate: no tokenizer, answers assumed full length, re-asks not counted)"]
+    def _tokens_line(self) -> str:
         cost = self.cost()
-        if cost is None:
-            lines.append("cost: pass --price-input and --price-output (USD per million tokens) for an estimate")
-        else:
-            lines.append(f"estimated cost: ${cost:.2f} (Batch API: about ${cost / 2:.2f})")
-        return "\n".join(lines)
+        return (f"tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens}"
+                + (f"; cost about ${cost:.4f}" if cost is not None else ""))
 
+    def _resume_lines(self) -> list[str]:
+        state = self.resume
+        if not state or not (state.torn_tail or state.bad_lines or state.duplicates or state.retried_failed):
+            return []
+        return [f"resumed: retried {state.retried_failed} failed"
+                + (", repaired a torn last line" if state.torn_tail else "")
+                + (f", dropped {state.bad_lines} unreadable lines" if state.bad_lines else "")
+                + (f", removed {state.duplicates} duplicate ids" if state.duplicates else "")]
 
-def estimate(input: str | Path, output: str | Path | None = None, *, prompt: str = "paper", language: str = "zh",
-             limit: int | None = None, max_tokens: int | None = None, price_input: float | None = None,
-             price_output: float | None = None) -> Estimate:
-    """Validate the input and estimate tokens and cost for what is left to generate; sends nothing."""
-    template = get_prompt(prompt, language)
-    questions = select_questions(read_questions(input), limit)
-    done = set()
-    if output is not None:
-        done = {i for i, r in JsonlStore(output).read().records.items() if r.get("status") in ("ok", "rejected")}
-    todo = [q for q in questions if q.id not in done]
-    prompt_tokens = sum(estimate_message_tokens(build_payload(q, template, "", {})["messages"]) + 8 for q in todo)
-    per_answer = EXPECTED_COMPLETION_TOKENS[language]
-    if max_tokens:
-        per_answer = min(per_answer, max_tokens)
-    return Estimate(len(questions), len(todo), prompt_tokens, per_answer * len(todo), price_input, price_output)
-
-
-def select_questions(questions: list[Question], limit: int | None) -> list[Question]:
-    if limit is not None:
-        if limit < 0:
-            raise CbtLlmError(f"--limit must be >= 0, got {limit}")
-        questions = questions[:limit]
-    return questions
-
-
-# ---------------------------------------------------------------------------------------------
-# Generation
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class GenerateOptions(EndpointConfig):
-    """Everything ``generate`` takes besides input, output and model (the CLI flags)."""
-
-    prompt: str = "paper"
-    language: str = "zh"
-    limit: int | None = None
-    temperature: float | None = 0.7
-    top_p: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    max_asks: int = 3
-    price_input: float | None = None
-    price_output: float | None = None
-    progress: bool = True
-    duplicate_threshold: float = 0.8
-    quality: QualityConfig = DEFAULT_QUALITY
-
-    def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "seed": self.seed}
-
-
-def generate(input: str | Path, output: str | Path, model: str, **options: Any) -> GenerateSummary:
-    """Answer every question of ``input`` into ``output`` (see the module docstring); returns the summary."""
-    opts = GenerateOptions(**options)
-    return asyncio.run(agenerate(input, output, model, opts))
-
-
-async def agenerate(input: str | Path, output: str | Path, model: str, opts: GenerateOptions) -> GenerateSummary:
-    """The asynchronous core of ``generate``."""
-    if opts.max_asks < 1:
-        raise CbtLlmError(f"--max-asks must be at least 1, got {opts.max_asks}")
-    template = get_prompt(opts.prompt, opts.language)
-    questions = select_questions(read_questions(input), opts.limit)
-    summary = GenerateSummary(Path(output), price_input=opts.price_input, price_output=opts.price_output)
-    resolve_api_key(opts.api_key_env, opts.base_url)  # a missing key fails before the output is touched
-    store, todo = resume(output, questions, lambda q: q.id, summary, done_statuses=("ok", "rejected"))
-    params = opts.params()
-
-    async def answer(engine: RequestEngine, q: Question) -> dict:
-        payload = build_payload(q, template, model, params)
-        estimated = estimate_message_tokens(payload["messages"]) + (opts.max_tokens or 800)
-        reasons = ""
-        response, steps, source = "", None, {}
-        for ask in range(1, opts.max_asks + 1):
-            try:
-                reply = await engine.request(payload, estimated_tokens=estimated if opts.tpm else 0)
-            except RequestFailed as err:
-                summary.reasons[reason_key(err.reason)] += 1
-                return make_record(q, "failed", err.reason, source=record_source(model, template, None, None, ask))
-            content, finish = answer_of(reply.body)
-            result = check_answer(content, opts.language, template.structured, finish, opts.quality)
-            response, steps = result.response, (result.steps if template.structured else None)
-            source = record_source(model, template, reply.body, finish, ask)
-            if result.ok:
-                return make_record(q, "ok", "", response, steps, source)
-            reasons = result.reason
-        reason = f"quality: {reasons} ({opts.max_asks} answers)"
-        summary.reasons[reason_key(reason)] += 1
-        return make_record(q, "rejected", reason, response, steps, source)
-
-    await run_requests(todo, answer, store, opts, summary, desc="generate", progress=opts.progress)
-    count_output(summary, opts.duplicate_threshold)
-    return summary
+    def _duplicates_line(self) -> str:
+        if not self.duplicates:
+            return "near-duplicate answers: none"
+        shown = ", ".join(f"{p.first}~{p.second} ({p.similarity:.2f})" for p in self.duplicates[:5])
+        groups = duplicate_groups(self.duplicates)
+        return (f"near-duplicate answers: {len(self.duplicates)} pairs in {len(groups)} clusters "
+                f"(largest: {len(groups[0])} answers, {groups[0][0]} ...), e.g. {shown}")
 
 
 def count_output(summary: GenerateSummary, duplicate_threshold: float) -> None:
@@ -263,15 +226,100 @@ def count_output(summary: GenerateSummary, duplicate_threshold: float) -> None:
     summary.duplicates = near_duplicates(ok_texts, threshold=duplicate_threshold)
 
 
-def record_source(model: str, template: PromptTemplate, body: dict | None, finish: str | None, asks: int) -> dict:
-    usage = (body or {}).get("usage") or {}
-    source = {
-        "model": str((body or {}).get("model") or model),
-        "prompt_version": template.version,
-        "created_at": utc_now(),
-        "finish_reason": finish or "",
-        "prompt_tokens": usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
-        "completion_tokens": usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None,
-        "asks": asks,
-    }
-    return source
+# ---------------------------------------------------------------------------------------------
+# Dry run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Estimate:
+    """What a run would send and cost: ``cbt-llm generate --dry_run``."""
+
+    questions: int
+    todo: int
+    prompt_tokens: int
+    completion_tokens: int
+    price_input: float | None
+    price_output: float | None
+
+    def cost(self) -> float | None:
+        return token_cost(self.prompt_tokens, self.completion_tokens, self.price_input, self.price_output)
+
+    def format(self) -> str:
+        lines = [f"dry run: {self.questions} questions valid, {self.todo} to generate "
+                 f"({self.questions - self.todo} already done); nothing was sent",
+                 f"estimated tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens} "
+                 "(approximate: no tokenizer, answers assumed full length, re-asks not counted)"]
+        cost = self.cost()
+        if cost is None:
+            lines.append("cost: pass --price_input and --price_output (USD per million tokens) for an estimate")
+        else:
+            lines.append(f"estimated cost: ${cost:.2f} (Batch API: about ${cost / 2:.2f})")
+        return "\n".join(lines)
+
+
+def select_questions(config: GenerateConfig) -> list[Question]:
+    """The questions of ``config.input`` (validated), the first ``config.limit`` of them."""
+    questions = read_questions(config.input)
+    return questions if config.limit is None else questions[:config.limit]
+
+
+def questions_to_do(questions: list[Question], output_file: str | Path) -> list[Question]:
+    """The questions without a done (ok or rejected) line in the output file yet."""
+    records = JsonlStore(output_file).read().records
+    done = {i for i, r in records.items() if r.get("status") in DONE_STATUSES}
+    return [q for q in questions if q.id not in done]
+
+
+def estimate(config: GenerateConfig) -> Estimate:
+    """Validate the input and estimate tokens and cost for what is left to generate; sends nothing."""
+    template = get_prompt(config.prompt, config.language)
+    questions = select_questions(config)
+    todo = questions_to_do(questions, config.output_file)
+    prompt_tokens = sum(estimate_message_tokens(build_payload(q, template, "", {})["messages"]) + 8 for q in todo)
+    per_answer = EXPECTED_COMPLETION_TOKENS[config.language]
+    if config.max_new_tokens:
+        per_answer = min(per_answer, config.max_new_tokens)
+    return Estimate(len(questions), len(todo), prompt_tokens, per_answer * len(todo), config.price_input,
+                    config.price_output)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+def generate(config: GenerateConfig) -> GenerateSummary:
+    """Answer every question of ``config.input`` into ``config.output_file`` (see the module docstring)."""
+    return asyncio.run(agenerate(config))
+
+
+async def agenerate(config: GenerateConfig) -> GenerateSummary:
+    """The asynchronous core of ``generate``."""
+    template = get_prompt(config.prompt, config.language)
+    questions = select_questions(config)
+    summary = GenerateSummary(Path(config.output_file), price_input=config.price_input,
+                              price_output=config.price_output)
+    resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
+    store, todo = resume(config.output_file, questions, lambda q: q.id, summary, done_statuses=DONE_STATUSES)
+
+    async def answer(engine: RequestEngine, question: Question) -> dict:
+        record = await _ask(engine, question, config, template)
+        count_reason(summary, record)
+        return record
+
+    await run_requests(todo, answer, store, config, summary, desc="generate", progress=config.progress)
+    count_output(summary, config.duplicate_threshold)
+    return summary
+
+
+async def _ask(engine: RequestEngine, question: Question, config: GenerateConfig, template: PromptTemplate) -> dict:
+    """Ask up to ``max_asks`` times: the first answer that passes the check, else the last one, rejected."""
+    payload = build_payload(question, template, config.model, config.params())
+    estimated = estimate_message_tokens(payload["messages"]) + (config.max_new_tokens or 800) if config.tpm else 0
+    for asks in range(1, config.max_asks + 1):
+        try:
+            reply = await engine.request(payload, estimated_tokens=estimated)
+        except RequestFailed as err:
+            return make_record(question, "failed", err.reason,
+                               source=record_source(config.model, template, None, None, asks))
+        record = answer_record(question, reply.body, config, template, asks, f"{config.max_asks} answers")
+        if record["status"] == "ok":
+            break
+    return record

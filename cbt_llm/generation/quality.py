@@ -90,7 +90,7 @@ def check_answer(text: str, language: str = "zh", structured: bool = False, fini
     text = text or ""
     reasons: list[str] = []
     if finish_reason == "length":
-        reasons.append("cut off (finish_reason=length; raise --max-tokens)")
+        reasons.append("cut off (finish_reason=length; raise --max_new_tokens)")
     if structured:
         steps, response, parse_reasons = parse_structured(text)
         if parse_reasons:

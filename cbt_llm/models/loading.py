@@ -2,8 +2,8 @@
 
 ``predict``, ``chat``, ``merge`` and ``cbt_llm.hub.load_adapter`` all call
 ``load_model_and_tokenizer``, so they share one policy: an adapter is a local folder or a Hub
-repo (pinned to one commit), its base comes from its PEFT config unless ``model`` names another,
-the tokenizer is the adapter's when it ships one, dtype is bfloat16 on a GPU that has it and
+repo (pinned to one commit), its base comes from its PEFT config unless ``model_name_or_path`` names
+another, the tokenizer is the adapter's when it ships one, dtype is bfloat16 on a GPU that has it and
 float32 elsewhere, and the model is returned in eval mode.
 """
 
@@ -16,6 +16,8 @@ from cbt_llm.errors import CbtLlmError, first_line
 
 ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+# the help of every --model_name_or_path that names a base model to load (chat, app, merge)
+MODEL_NAME_OR_PATH_HELP = "base model (Hub id, folder or cbt-llm/tiny-random-llama)"
 
 
 def _adapter_source(adapter: str, revision: str | None, token: str | None) -> tuple[str, str | None, bool, str]:
@@ -59,37 +61,27 @@ def _dtype(dtype: str | None, device: str) -> Any:
     return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
 
 
-def load_model_and_tokenizer(model: str | None = None, adapter: str | Path | None = None, *,
-                             revision: str | None = None, token: str | None = None, device: str = "auto",
-                             dtype: str | None = None, padding_side: str | None = None):
-    """``(model, tokenizer)``: ``model`` (a Hub id, a folder, or the tiny model's name) with ``adapter`` on it.
-
-    ``adapter`` alone loads on the base its config names; ``revision`` pins the adapter's repo.
-    ``device`` "auto" is CUDA when present (spread with ``device_map="auto"``), else CPU. A tokenizer
-    without a pad token pads with its end-of-sequence token.
-    """
+def _device(device: str) -> str:
+    """``auto`` is CUDA when present, else CPU; any other name is kept."""
     import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _load(base: str, source: str | None, revision: str | None, has_tokenizer: bool, token: str | None,
+          dtype: Any, device: str):
+    """``(model, tokenizer)`` as transformers (and peft, for an adapter at ``source``) load them, with one error."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cbt_llm.hub.client import hub_errors, is_network_error, resolve_token
-    from cbt_llm.models.tiny import resolve_model_name
+    from cbt_llm.hub.client import hub_errors, is_network_error
 
-    if not model and not adapter:
-        raise CbtLlmError("name a model (--model) or an adapter (--adapter)")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    token = resolve_token(token, required=False)
-    source = has_tokenizer = None
-    base = model
-    if adapter:
-        source, revision, has_tokenizer, configured = _adapter_source(str(adapter), revision, token)
-        base = model or configured
-    base = resolve_model_name(base)
     placement = {"device_map": "auto"} if device == "cuda" else {}
     try:
         with hub_errors("load", source or base, "model", revision, token):
-            lm = AutoModelForCausalLM.from_pretrained(base, dtype=_dtype(dtype, device), token=token, **placement)
-            if adapter:
+            lm = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, token=token, **placement)
+            if source:
                 from peft import PeftModel
 
                 lm = PeftModel.from_pretrained(lm, source, revision=revision, token=token)
@@ -99,11 +91,37 @@ def load_model_and_tokenizer(model: str | None = None, adapter: str | Path | Non
         if is_network_error(err) or type(err).__module__.startswith("huggingface_hub"):
             raise
         raise CbtLlmError(f"cannot load {source or base}: {first_line(err, 200)}") from None
+    if not placement:
+        lm.to(device)
+    return lm, tokenizer
+
+
+def load_model_and_tokenizer(model_name_or_path: str | None = None, adapter: str | Path | None = None, *,
+                             revision: str | None = None, token: str | None = None, device: str = "auto",
+                             dtype: str | None = None, padding_side: str | None = None):
+    """``(model, tokenizer)``: ``model_name_or_path`` (a Hub id, a folder, or the tiny model's name) with
+    ``adapter`` on it.
+
+    ``adapter`` alone loads on the base its config names; ``revision`` pins the adapter's repo.
+    ``device`` "auto" is CUDA when present (spread with ``device_map="auto"``), else CPU. A tokenizer
+    without a pad token pads with its end-of-sequence token.
+    """
+    from cbt_llm.hub.client import resolve_token
+    from cbt_llm.models.tiny import resolve_model_name
+
+    if not model_name_or_path and not adapter:
+        raise CbtLlmError("name a model (--model_name_or_path) or an adapter (--adapter)")
+    device = _device(device)
+    token = resolve_token(token, required=False)
+    source, has_tokenizer, base = None, False, model_name_or_path
+    if adapter:
+        source, revision, has_tokenizer, configured = _adapter_source(str(adapter), revision, token)
+        base = model_name_or_path or configured
+    lm, tokenizer = _load(resolve_model_name(base), source, revision, has_tokenizer, token, _dtype(dtype, device),
+                          device)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if padding_side:
         tokenizer.padding_side = padding_side
-    if not placement:
-        lm.to(device)
     lm.eval()
     return lm, tokenizer

@@ -7,7 +7,7 @@ Layers, each able only to raise the level:
 2. **classifier** (:mod:`.classifier`, ``classifier.json`` shipped here): hashed character n-grams and
    a linear model, trained on labelled messages (see the README's safety section), on by default;
 3. **model guard** (:mod:`.model_guard`): optional, for production: Qwen3Guard (served or local) or
-   :class:`OpenAIRiskJudge` over any OpenAI-compatible model, passed as ``judge=``.
+   :class:`OpenAIRiskGuard` over any OpenAI-compatible model, passed as ``model_guard=``.
 
 :func:`assess_conversation` also reads the last few user turns together. Levels:
 
@@ -18,21 +18,21 @@ Layers, each able only to raise the level:
   first-person denial; a bare topic word with nobody named; past history.
 * ``none``: hyperbole (累死了, 笑死, "this job is killing me"), talk at a distance, everything else.
 
-Nothing heavy is imported here: no torch, no datasets; ``openai`` only when a judge is built.
+Nothing heavy is imported here: no torch, no datasets; ``openai`` only when a model guard is built.
 """
 
 from cbt_llm.safety.classifier import RiskClassifier, load_classifier
 from cbt_llm.safety.evaluation import EvalReport, evaluate, evaluate_lexicon, main
 from cbt_llm.safety.guard import CONTEXT_TURNS, assess_conversation, assess_risk, recent_user_turns
 from cbt_llm.safety.lexicon import Lexicon, detect_language, load_lexicon, normalize
-from cbt_llm.safety.model_guard import (JUDGE_SYSTEM_PROMPT, LocalQwen3Guard, OpenAIRiskJudge, Qwen3GuardJudge,
-                                       model_guard, parse_judge_answer, parse_qwen3guard)
+from cbt_llm.safety.model_guard import (GUARD_SYSTEM_PROMPT, LocalQwen3Guard, OpenAIRiskGuard, ServedQwen3Guard,
+                                       parse_guard_answer, parse_qwen3guard, served_model_guard)
 from cbt_llm.safety.risk import LEVELS, Risk, raise_level
 from cbt_llm.safety.rules import assess_lexicon
 
 __all__ = [
-    "CONTEXT_TURNS", "JUDGE_SYSTEM_PROMPT", "LEVELS", "EvalReport", "Lexicon", "LocalQwen3Guard", "OpenAIRiskJudge",
-    "Qwen3GuardJudge", "Risk", "RiskClassifier", "assess_conversation", "assess_lexicon", "assess_risk",
-    "detect_language", "evaluate", "evaluate_lexicon", "load_classifier", "load_lexicon", "main", "model_guard",
-    "normalize", "parse_judge_answer", "parse_qwen3guard", "raise_level", "recent_user_turns",
+    "CONTEXT_TURNS", "GUARD_SYSTEM_PROMPT", "LEVELS", "EvalReport", "Lexicon", "LocalQwen3Guard", "OpenAIRiskGuard",
+    "Risk", "RiskClassifier", "ServedQwen3Guard", "assess_conversation", "assess_lexicon", "assess_risk",
+    "detect_language", "evaluate", "evaluate_lexicon", "load_classifier", "load_lexicon", "main", "normalize",
+    "parse_guard_answer", "parse_qwen3guard", "raise_level", "recent_user_turns", "served_model_guard",
 ]

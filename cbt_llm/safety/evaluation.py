@@ -136,7 +136,7 @@ def layer_function(layer: str, lexicon=None, classifier=None, judge: Callable | 
     if layer == "rules":
         return lambda text: assess_risk(text, lexicon=lexicon, classifier=False)
     if layer == "combined":
-        return lambda text: assess_risk(text, judge=judge, lexicon=lexicon, classifier=classifier)
+        return lambda text: assess_risk(text, model_guard=judge, lexicon=lexicon, classifier=classifier)
     if layer == "classifier":
         model = load_classifier(classifier) if not hasattr(classifier, "verdict") else classifier
 

@@ -1,8 +1,8 @@
-"""The layered guard: ``assess_risk(text)`` = rules, then the shipped classifier, then an optional judge.
+"""The layered guard: ``assess_risk(text)`` = rules, then the shipped classifier, then an optional model guard.
 
 Each layer can only raise the level. The rules and the classifier run offline on CPU for every message;
-a judge (a callable, :class:`~cbt_llm.safety.model_guard.OpenAIRiskJudge` or a Qwen3Guard model) is asked
-only when the cheaper layers did not already say crisis, and a judge that fails leaves their verdict in
+a model guard (a callable, :class:`~cbt_llm.safety.model_guard.OpenAIRiskGuard` or a Qwen3Guard model) is
+asked only when the cheaper layers did not already say crisis, and a guard that fails leaves their verdict in
 place with a note. :func:`assess_conversation` reads the last few user turns together as well.
 """
 
@@ -53,7 +53,7 @@ def as_text(message) -> tuple[str, tuple[str, ...]]:
     return message, ()
 
 
-def _judge_verdict(verdict) -> tuple[str, str]:
+def _guard_verdict(verdict) -> tuple[str, str]:
     if isinstance(verdict, Risk):
         return verdict.level, "; ".join(verdict.reasons)
     if isinstance(verdict, str):
@@ -79,7 +79,7 @@ def _classifier_of(classifier) -> RiskClassifier | None:
     return load_classifier(classifier)
 
 
-def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexicon | str | Path | None = None,
+def assess_risk(text: str | bytes, model_guard: Callable | None = None, lexicon: Lexicon | str | Path | None = None,
                 classifier: RiskClassifier | str | Path | bool | None = None) -> Risk:
     """Classify one message as none / concern / crisis, with the reasons.
 
@@ -87,11 +87,12 @@ def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexic
     :class:`RiskClassifier` for another model, ``False`` to switch it off) can raise the level when
     its score passes its tuned threshold, to concern only where the rules read the crisis wording as
     a denial, someone else, the past or a distant topic, or the message as a supportive reply (see
-    :data:`SET_ASIDE`). ``judge`` is an optional second opinion (a callable taking the text and returning
-    a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`; :class:`OpenAIRiskJudge` and
-    :class:`Qwen3GuardJudge` are two), asked only when the level is not already crisis; it can only
-    raise the level. A judge that fails or answers nonsense leaves the verdict in place, with a note
-    saying so: the chat must not go down because the judge did.
+    :data:`SET_ASIDE`). ``model_guard`` is an optional second opinion (a callable taking the text and
+    returning a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`; :class:`OpenAIRiskGuard`
+    and :class:`ServedQwen3Guard` are two), asked only when the level is not already crisis; it can only
+    raise the level. A guard that fails or answers nonsense leaves the verdict in place, with a note
+    saying so: the chat must not go down because the guard did. (Its verdict keeps the names it has
+    always had: the reason ``judge: ...`` and the note ``judge_error: ...``.)
     """
     text, notes = as_text(text)
     risk = assess_lexicon(text, lexicon)
@@ -103,13 +104,13 @@ def assess_risk(text: str | bytes, judge: Callable | None = None, lexicon: Lexic
         if level == "crisis" and set_aside_by_rules(risk):
             level, reason = "concern", f"{reason} (capped: the rules set the wording aside)"
         risk = raise_level(risk, level, reason)
-    if judge is None or risk.level == "crisis":
+    if model_guard is None or risk.level == "crisis":
         return risk
     try:
-        level, reason = _judge_verdict(judge(text))
+        level, reason = _guard_verdict(model_guard(text))
         if level not in RANK:
             raise CbtLlmError(f"risk judge answered unknown level {level!r}")
-    except Exception as err:  # noqa: BLE001 - any judge failure must leave the verdict standing
+    except Exception as err:  # noqa: BLE001 - any guard failure must leave the verdict standing
         return Risk(risk.level, risk.reasons, risk.language, (*risk.notes, f"judge_error: {err}"))
     return raise_level(risk, level, f"judge: {reason}".rstrip(": ") if reason else "judge")
 
@@ -127,7 +128,7 @@ def recent_user_turns(history: Sequence[dict], turns: int = CONTEXT_TURNS) -> li
 
 
 def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns: int = CONTEXT_TURNS,
-                        judge: Callable | None = None, **options) -> Risk:
+                        model_guard: Callable | None = None, **options) -> Risk:
     """The newest message's risk, raised by what the last few user turns say together.
 
     A plan told across three messages ("I bought rope" / "the garage has a beam" / "tonight") is crisis
@@ -136,10 +137,10 @@ def assess_conversation(history: Sequence[dict], message: str | bytes, *, turns:
     makes that verdict higher than every earlier turn alone and the earlier turns together, it raises
     the newest one's level (reason ``context: ...``). A crisis already there before the newest message
     (in the previous user turn, or in the earlier turns together) keeps the newest at least at
-    ``concern``: the resources stay in view and the fixed crisis reply is not repeated. ``judge`` reads the
-    newest message only, so one turn costs one judge call.
+    ``concern``: the resources stay in view and the fixed crisis reply is not repeated. ``model_guard`` reads
+    the newest message only, so one turn costs one guard call.
     """
-    risk = assess_risk(message, judge=judge, **options)
+    risk = assess_risk(message, model_guard=model_guard, **options)
     earlier = recent_user_turns(history, turns - 1) if turns > 1 else []
     if not earlier or risk.level == "crisis":
         return risk

@@ -1,12 +1,15 @@
-"""Model guards for production: a judge over any OpenAI-compatible server, and Qwen3Guard.
+"""Model guards for production: the guard's third layer, a served or local model that reads each message.
 
-Both are callables ``text -> {"level", "reason"}`` to pass as ``assess_risk(text, judge=...)``; they
-can only raise the level the offline layers gave. :class:`OpenAIRiskJudge` prompts a general chat
-model; :class:`Qwen3GuardJudge` asks a served Qwen3Guard-Gen model (vLLM, SGLang: its chat template
-holds the moderation instructions, so the message is sent as it is) and :class:`LocalQwen3Guard`
-runs one with transformers. Qwen3Guard answers ``Safety: Safe|Controversial|Unsafe`` and
-``Categories: ...``; only its ``Suicide & Self-Harm`` category counts here (see :func:`parse_qwen3guard`).
-The ``openai`` client, torch and transformers are imported when a guard is built, never at import.
+Each is a callable ``text -> {"level", "reason"}`` to pass as ``assess_risk(text, model_guard=...)``;
+it can only raise the level the offline layers gave. :class:`OpenAIRiskGuard` prompts a general chat
+model over any OpenAI-compatible server; :class:`ServedQwen3Guard` asks a served Qwen3Guard-Gen model
+(vLLM, SGLang: its chat template holds the moderation instructions, so the message is sent as it is)
+and :class:`LocalQwen3Guard` runs one with transformers. Qwen3Guard answers ``Safety:
+Safe|Controversial|Unsafe`` and ``Categories: ...``; only its ``Suicide & Self-Harm`` category counts
+here (see :func:`parse_qwen3guard`). :func:`served_model_guard` picks one for a served model's name
+(``cbt-llm chat --guard_model``). (The answer-grading judge of ``cbt-llm judge`` is another thing:
+:mod:`cbt_llm.evaluation.judge`.) The ``openai`` client, torch and transformers are imported when a
+guard is built, never at import.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.risk import RANK
 
@@ -26,7 +30,7 @@ def _client(base_url: str | None, api_key_env: str, timeout: float, max_retries:
                          max_retries=max_retries)
 
 
-JUDGE_SYSTEM_PROMPT = (
+GUARD_SYSTEM_PROMPT = (
     "You are a safety classifier for a mental-health support chat in Chinese and English. "
     "Classify the user's message into exactly one level:\n"
     '- "crisis": the writer expresses suicidal thoughts or a wish to be dead, a plan, means or a question '
@@ -40,16 +44,16 @@ JUDGE_SYSTEM_PROMPT = (
 )
 
 
-class OpenAIRiskJudge:
+class OpenAIRiskGuard:
     """A model-based risk check over any OpenAI-compatible chat-completions server.
 
-    ``OpenAIRiskJudge(base_url, model, api_key_env="OPENAI_API_KEY")``; calling it with a message
-    returns ``{"level": ..., "reason": ...}``. The ``openai`` package is imported when the judge is
-    built, never when :mod:`cbt_llm.safety` is imported. Pass it as ``assess_risk(text, judge=...)``.
+    ``OpenAIRiskGuard(base_url, model, api_key_env=...)``; calling it with a message returns
+    ``{"level": ..., "reason": ...}``. The ``openai`` package is imported when the guard is built,
+    never when :mod:`cbt_llm.safety` is imported. Pass it as ``assess_risk(text, model_guard=...)``.
     """
 
-    def __init__(self, base_url: str | None, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 30.0, max_retries: int = 1, system_prompt: str = JUDGE_SYSTEM_PROMPT):
+    def __init__(self, base_url: str | None, model: str, api_key_env: str = DEFAULT_API_KEY_ENV,
+                 timeout: float = 30.0, max_retries: int = 1, system_prompt: str = GUARD_SYSTEM_PROMPT):
         self.model = model
         self.system_prompt = system_prompt
         self._client = _client(base_url, api_key_env, timeout, max_retries)
@@ -62,11 +66,11 @@ class OpenAIRiskJudge:
             max_tokens=200,
         )
         content = (response.choices[0].message.content or "").strip()
-        return parse_judge_answer(content)
+        return parse_guard_answer(content)
 
 
-def parse_judge_answer(content: str) -> dict:
-    """The ``{"level", "reason"}`` object in a judge's answer (tolerates code fences and chatter)."""
+def parse_guard_answer(content: str) -> dict:
+    """The ``{"level", "reason"}`` object in a guard model's answer (tolerates code fences and chatter)."""
     match = re.search(r"\{.*\}", content, re.S)
     if match:
         try:
@@ -78,6 +82,7 @@ def parse_judge_answer(content: str) -> dict:
     bare = content.strip().strip('"').lower()
     if bare in RANK:
         return {"level": bare, "reason": ""}
+    # the wording lands in the verdict's judge_error note, which stays as it was
     raise CbtLlmError(f"risk judge answer has no level: {content[:200]!r}")
 
 
@@ -106,14 +111,14 @@ def parse_qwen3guard(content: str) -> dict:
     return {"level": level, "reason": f"Qwen3Guard {label}: {', '.join(categories) or 'None'}"}
 
 
-class Qwen3GuardJudge:
+class ServedQwen3Guard:
     """Qwen3Guard-Gen served behind an OpenAI-compatible API (``vllm serve Qwen/Qwen3Guard-Gen-4B``).
 
     The message goes as the single user turn (the model's chat template adds the moderation policy);
     the answer is read with :func:`parse_qwen3guard`.
     """
 
-    def __init__(self, base_url: str | None, model: str = QWEN3GUARD_MODEL, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, base_url: str | None, model: str = QWEN3GUARD_MODEL, api_key_env: str = DEFAULT_API_KEY_ENV,
                  timeout: float = 30.0, max_retries: int = 1):
         self.model = model
         self._client = _client(base_url, api_key_env, timeout, max_retries)
@@ -145,8 +150,9 @@ class LocalQwen3Guard:
         return parse_qwen3guard(answer)
 
 
-def model_guard(model: str, base_url: str | None, api_key_env: str = "OPENAI_API_KEY"):
-    """The judge for a served ``model``: :class:`Qwen3GuardJudge` when its name says Qwen3Guard (it answers
-    in its own format), else :class:`OpenAIRiskJudge` (the JSON verdict prompt)."""
-    kind = Qwen3GuardJudge if "qwen3guard" in model.lower() else OpenAIRiskJudge
+def served_model_guard(model: str, base_url: str | None,
+                       api_key_env: str = DEFAULT_API_KEY_ENV) -> OpenAIRiskGuard | ServedQwen3Guard:
+    """The model guard for a served ``model``: :class:`ServedQwen3Guard` when its name says Qwen3Guard (it
+    answers in its own format), else :class:`OpenAIRiskGuard` (the JSON verdict prompt)."""
+    kind = ServedQwen3Guard if "qwen3guard" in model.lower() else OpenAIRiskGuard
     return kind(base_url, model, api_key_env=api_key_env)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.evaluation.metrics.base import TextMetric
+from cbt_llm.evaluation.registry import UNIT, Column
 
 DEFAULT_BERTSCORE_MODEL = "bert-base-chinese"
 # Hub models of bert-score's layer table, recognised in a local folder by their config (saved copies
@@ -20,7 +21,7 @@ _LOCK = threading.Lock()
 def _load_error(model: str, err: Exception) -> CbtLlmError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return CbtLlmError(f"BERTScore model {model!r} could not be loaded ({first[:200]}); pass a local model "
-                       "folder (--bertscore-model DIR) or leave BERTScore out (--no-bertscore)")
+                       "folder (--bertscore_model DIR) or leave BERTScore out (--no_bertscore)")
 
 
 def bertscore_layer(model: str, num_layers: int | None = None) -> int:
@@ -92,6 +93,14 @@ class BertScore(TextMetric):
   title = {BERTScore: Evaluating Text Generation with BERT},
   author = {Zhang, Tianyi and Kishore, Varsha and Wu, Felix and Weinberger, Kilian Q. and Artzi, Yoav},
   booktitle = {International Conference on Learning Representations}, year = {2020}}"""
+    COLUMNS = {"bertscore_f1": Column("BERTScore F1", "bertscore", "0-1, raw (not rescaled)", panel=UNIT,
+                                      short="BERTScore")}
+    REPRODUCE = ("model", "num_layers", "hash")
+
+    @classmethod
+    def note(cls, settings: dict) -> str | None:
+        empty = settings.get("empty_predictions")
+        return f"{empty} empty answers, scored 0 by BERTScore" if empty else None
 
     def __init__(self, model: str = DEFAULT_BERTSCORE_MODEL, num_layers: int | None = None, batch_size: int = 32,
                  device: str | None = None, **kwargs):

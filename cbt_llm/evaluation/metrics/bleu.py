@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cbt_llm.evaluation.metrics._text import jieba_words
 from cbt_llm.evaluation.metrics.base import TextMetric
+from cbt_llm.evaluation.registry import HUNDRED, Column
 
 SACREBLEU_CITATION = """@inproceedings{post-2018-call,
   title = "A Call for Clarity in Reporting {BLEU} Scores", author = "Post, Matt",
@@ -16,6 +17,8 @@ class Bleu(TextMetric):
     DESCRIPTION = ("Corpus-level BLEU (sacrebleu, 4-gram, brevity penalty, tokenize='zh': every CJK character "
                    "is one token, non-Chinese runs use the 13a rules). 0-100.")
     CITATION = SACREBLEU_CITATION
+    COLUMNS = {"bleu": Column("BLEU", "bleu", "0-100, sacrebleu tokenize=zh (characters)", ".2f", HUNDRED)}
+    REPRODUCE = ("signature",)
 
     def _compute(self, predictions, references):
         from sacrebleu.metrics import BLEU
@@ -31,6 +34,8 @@ class ChrF(TextMetric):
     DESCRIPTION = ("Corpus-level chrF (sacrebleu defaults: character n-grams up to 6, beta=2, whitespace removed; "
                    "needs no word segmentation, so it suits Chinese as is). 0-100.")
     CITATION = SACREBLEU_CITATION
+    COLUMNS = {"chrf": Column("chrF", "chrf", "0-100, sacrebleu character 6-grams", ".2f", HUNDRED)}
+    REPRODUCE = ("signature",)
 
     def _compute(self, predictions, references):
         from sacrebleu.metrics import CHRF
@@ -51,6 +56,7 @@ class JiebaBleu(TextMetric):
     DESCRIPTION = ("Cumulative corpus BLEU-1, BLEU-2, BLEU-3 and BLEU-4 on jieba-segmented words (sacrebleu, "
                    "tokenize='none', max_ngram_order=n). 0-100.")
     CITATION = SACREBLEU_CITATION
+    COLUMNS = {f"bleu_{n}": Column(f"BLEU-{n}", "bleu", "0-100, jieba words", ".2f", HUNDRED) for n in range(1, 5)}
 
     def _compute(self, predictions, references, max_order: int = 4):
         from sacrebleu.metrics import BLEU

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cbt_llm.evaluation.metrics._text import jieba_words, ngrams
 from cbt_llm.evaluation.metrics.base import TextMetric
+from cbt_llm.evaluation.registry import UNIT, Column
 
 
 def distinct(texts, n: int) -> float:
@@ -21,6 +22,9 @@ class Distinct(TextMetric):
   title = "A Diversity-Promoting Objective Function for Neural Conversation Models",
   author = "Li, Jiwei and Galley, Michel and Brockett, Chris and Gao, Jianfeng and Dolan, Bill",
   booktitle = "Proceedings of NAACL-HLT", year = "2016"}"""
+    COLUMNS = {f"distinct_{n}": Column(f"Dist-{n}", "distinct", "0-1, jieba words, reference-free", panel=UNIT)
+               for n in (1, 2)}
+    REFERENCE_FREE = True
 
     def _compute(self, predictions, references):
         return {"distinct_1": distinct(predictions, 1), "distinct_2": distinct(predictions, 2)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cbt_llm.evaluation.metrics._text import jieba_words
 from cbt_llm.evaluation.metrics.base import TextMetric
+from cbt_llm.evaluation.registry import UNIT, Column
 
 
 class NoWordNet:
@@ -29,6 +30,7 @@ class Meteor(TextMetric):
   title = "{METEOR}: An Automatic Metric for {MT} Evaluation with Improved Correlation with Human Judgments",
   author = "Banerjee, Satanjeev and Lavie, Alon", year = "2005",
   booktitle = "Proceedings of the ACL Workshop on Intrinsic and Extrinsic Evaluation Measures"}"""
+    COLUMNS = {"meteor": Column("METEOR", "meteor", "0-1, jieba words, exact+stem matching", panel=UNIT)}
 
     def _compute(self, predictions, references):
         from nltk.translate.meteor_score import meteor_score

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cbt_llm.evaluation.metrics._text import characters
 from cbt_llm.evaluation.metrics.base import TextMetric
+from cbt_llm.evaluation.registry import UNIT, Column
 
 
 def lcs_length(a, b) -> int:
@@ -43,6 +44,7 @@ class RougeL(TextMetric):
     CITATION = """@inproceedings{lin-2004-rouge,
   title = "{ROUGE}: A Package for Automatic Evaluation of Summaries", author = "Lin, Chin-Yew",
   booktitle = "Text Summarization Branches Out", year = "2004"}"""
+    COLUMNS = {"rouge_l": Column("ROUGE-L", "rouge", "0-1, characters", panel=UNIT)}
 
     def _compute(self, predictions, references):
         scores = [rouge_l(p, r) for p, r in zip(predictions, references)]
