@@ -26,6 +26,7 @@ from pathlib import Path
 REQUIRED_FILES = (
     "dataset_cards/cbt_qa.md",
     "model_cards/cbt_adapter.md",
+    "model_cards/cbt_merged.md",
     "recipes/tiny-cpu.yaml",
     "recipes/qwen2.5-7b-instruct-lora.yaml",
     "recipes/accelerate/ddp.yaml",

@@ -133,7 +133,7 @@ def read_report(report_dir: str | Path) -> tuple[str, list[Path]]:
     folder = Path(report_dir).expanduser()
     path = folder / REPORT_FILE
     if not path.is_file():
-        raise CbtLlmError(f"{path}: no {REPORT_FILE} (give the folder `cbt-llm evaluate --output` wrote)")
+        raise CbtLlmError(f"{path}: no {REPORT_FILE} (give the folder `cbt-llm evaluate --output_dir` wrote)")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("![")]
     return "\n".join(lines).strip(), sorted(folder.glob("*.png"))
 

@@ -1,6 +1,6 @@
 """Where an OpenAI-compatible server is and how hard to push it: the fields every server-facing stage shares.
 
-``ServerConfig`` is enough for one conversation (chat, app, the guard's model layer); ``EndpointConfig``
+``ApiKeyConfig`` names the key's variable; ``ServerConfig`` is enough for one conversation (chat, app, the guard's model layer); ``EndpointConfig``
 adds what a stage that sends many requests needs (concurrency, rate caps, retries) and makes the
 ``RequestEngine``; ``ServedModelConfig`` adds the served model's name. Stage configs extend these, so
 each flag is declared here once.
@@ -19,13 +19,20 @@ if TYPE_CHECKING:
 
 
 @dataclass(kw_only=True)
-class ServerConfig:
-    """An OpenAI-compatible server and the variable that holds its key."""
+class ApiKeyConfig:
+    """Where the API key is read from: the name of an environment variable, never the key itself."""
 
-    base_url: str | None = option(None, "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: "
-                                  "OpenAI, or $OPENAI_BASE_URL)", metavar="URL")
     api_key_env: str = option(DEFAULT_API_KEY_ENV, "environment variable holding the API key; the key itself is "
                               "never taken from a flag", metavar="NAME")
+
+
+@dataclass(kw_only=True)
+class ServerConfig(ApiKeyConfig):
+    """An OpenAI-compatible server and the variable that holds its key."""
+
+    base_url: str | None = option(None, "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vLLM, transformers "
+                                  "serve, a hosted API); without it, generate/annotate/judge ask OpenAI (or "
+                                  "$OPENAI_BASE_URL) and predict/chat/app load a model", metavar="URL")
     timeout: float = option(120.0, "seconds per request", metavar="S")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,12 +46,6 @@ GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "repet
 DEFAULT_GENERATION = {"max_new_tokens": 512, "do_sample": False, "temperature": None, "top_p": None,
                       "repetition_penalty": None}
 RECIPE_FILE = "training_recipe.yaml"
-
-
-def _endpoint_option(name: str, **changes: Any) -> Any:
-    """``EndpointConfig``'s field ``name`` (its help and metavar) with predict's own default or help."""
-    declared = next(f for f in fields(EndpointConfig) if f.name == name)
-    return option(changes.pop("default", declared.default), **{**declared.metadata, **changes})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,13 +77,6 @@ class PredictConfig(SplitConfig, EndpointConfig):
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda when available)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = option(
         None, "weights dtype (default: bfloat16 on a GPU that has it, else float32; auto: the checkpoint's own)")
-    # the served-model fields predict words its own way: no --base_url means local generation, not OpenAI,
-    # and an answer of 512 tokens from a busy server takes longer than a short request
-    base_url: str | None = _endpoint_option("base_url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 "
-                                            "(vLLM with --lora-modules, transformers serve, a hosted API); without "
-                                            "it, generate locally")
-    timeout: float = _endpoint_option("timeout", default=300.0)
-
     def __post_init__(self) -> None:
         self.output_file = str(self.output_file)  # a Path is welcome too
         if self.batch_size < 1:

@@ -30,7 +30,8 @@ from typing import Any
 from cbt_llm.config import config_from_dict, config_to_dict, option
 from cbt_llm.data.prompts import PromptTemplate, get_prompt
 from cbt_llm.data.sources import Question
-from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, api_errors, openai_client
+from cbt_llm.engine.config import ApiKeyConfig
+from cbt_llm.engine.endpoints import api_errors, openai_client
 from cbt_llm.engine.runner import Progress, resume
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation.generate import (
@@ -65,19 +66,23 @@ class BatchConfig(PollingConfig, GenerateConfig):
 
 
 @dataclass(kw_only=True)
-class PollConfig(PollingConfig):
-    """``cbt-llm batch poll``: which batch (by its output file) and how to wait for it."""
+class SubmittedBatchConfig:
+    """A batch ``submit`` started, found by the output file it was given."""
 
     output_file: str = option(help="the output file given to submit", metavar="OUT.jsonl")
-    wait: bool = option(False, "keep polling until the batch ends")
-    api_key_env: str = option(DEFAULT_API_KEY_ENV, "environment variable holding the API key", metavar="NAME")
 
 
 @dataclass(kw_only=True)
-class IngestConfig:
-    """``cbt-llm batch ingest``: which batch (by its output file); the rest is the config saved by submit."""
+class PollConfig(PollingConfig, SubmittedBatchConfig, ApiKeyConfig):
+    """``cbt-llm batch poll``: which batch and how to wait for it."""
 
-    output_file: str = option(help="the output file given to submit", metavar="OUT.jsonl")
+    wait: bool = option(False, "keep polling until the batch ends")
+
+
+@dataclass(kw_only=True)
+class IngestConfig(SubmittedBatchConfig):
+    """``cbt-llm batch ingest``: which batch; the rest is the config saved by submit."""
+
     progress: bool = option(True, "show a progress bar (--no_progress: none)")
 
 
