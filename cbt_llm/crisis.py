@@ -47,7 +47,9 @@ def format_crisis_resources(language: str = "zh", regions: list[str] | tuple[str
     """The resources for ``language`` as a bulleted list with region labels, for the chat's replies.
 
     ``regions`` keeps only those regions (in the file's order). A language with no entries falls back
-    to the English list, so there is always something to call.
+    to the English list, so there is always something to call. A web address is followed by a space, so
+    that no Markdown renderer or terminal takes the region label (a full-width bracket in Chinese) into
+    the link.
     """
     entries = crisis_resources(language) or crisis_resources("en")
     if regions:
@@ -57,5 +59,7 @@ def format_crisis_resources(language: str = "zh", regions: list[str] | tuple[str
     lines = []
     for entry in entries:
         where = names.get(entry.region, entry.region)
-        lines.append(f"- {entry.name}{sep}{entry.contact}" + (f"（{where}）" if language == "zh" else f" ({where})"))
+        label = f"（{where}）" if language == "zh" else f" ({where})"
+        space = " " if "://" in entry.contact and not label.startswith(" ") else ""
+        lines.append(f"- {entry.name}{sep}{entry.contact}{space}{label}")
     return "\n".join(lines)

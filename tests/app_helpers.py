@@ -8,11 +8,15 @@ from pathlib import Path
 from cbt_llm.data.splits import sample_path
 
 
-def make_report(folder: Path) -> Path:
+def make_report(folder: Path, every_metric: bool = False) -> Path:
     """report.md and the two PNGs for the sample's test answers cut to 60 characters, as `cbt-llm evaluate` lays
-    them out (BLEU and chrF from sacrebleu, the CBT-structure columns from the five-step detector)."""
+    them out (BLEU and chrF from sacrebleu, the CBT-structure columns from the five-step detector).
+
+    ``every_metric`` adds a fixed figure for each other registered metric: a table as wide as the demo's
+    (20 columns with BERTScore)."""
     import sacrebleu
 
+    from cbt_llm.evaluation.registry import HUNDRED, metric_columns
     from cbt_llm.evaluation.report import Report, SystemResult, plot_metrics, plot_steps, render_markdown
     from cbt_llm.evaluation.structure import step_coverage
 
@@ -21,6 +25,9 @@ def make_report(folder: Path) -> Path:
     predictions = [text[:60] for text in references]
     metrics = {"bleu": sacrebleu.corpus_bleu(predictions, [references], tokenize="zh").score,
                "chrf": sacrebleu.corpus_chrf(predictions, [references]).score}
+    if every_metric:
+        metrics |= {key: 42.99 if column.panel == HUNDRED else 0.247 for key, column in metric_columns().items()
+                    if key not in metrics}
     system = SystemResult("cut-60", None, len(rows), metrics, step_coverage(predictions))
     reference = SystemResult("reference", None, len(rows), {}, step_coverage(references))
     folder.mkdir(parents=True, exist_ok=True)

@@ -152,6 +152,7 @@ class ChatServer:
         self.answer = answer or default_answer
         self.status = status
         self.models = models
+        self.context_limit: int | None = None  # a longer prompt (characters) is answered 400 context_length_exceeded
         self.script: collections.deque[str] = collections.deque()  # e.g. ["429", "500", "drop", "slow"]
         self.batch_polls, self.batch_fail_ids = batch_polls, set(batch_fail_ids)
         self.batch_expire_after = batch_expire_after  # answer this many lines, then expire the batch
@@ -283,8 +284,9 @@ class ChatServer:
         path = path.split("?", 1)[0]
         if "authorization" in headers:
             self.stats.auth_headers.add(headers["authorization"])
-        if self.status is not None:
-            message = {401: "Incorrect API key provided", 404: "The model does not exist",
+        if self.status is not None:  # a 401 echoes the key it was sent, as careless servers do
+            key = headers.get("authorization", "").removeprefix("Bearer ")
+            message = {401: f"Incorrect API key provided: {key}", 404: "The model does not exist",
                        400: "Invalid request"}.get(self.status, "error")
             return self.status, {}, {"error": {"message": message, "type": "invalid_request_error",
                                                "code": str(self.status)}}
@@ -362,6 +364,13 @@ class ChatServer:
             return None
         messages = body.get("messages") or []
         prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+        if self.context_limit is not None and len(prompt) > self.context_limit:
+            stats.other_errors += 1  # OpenAI's words, on two lines as some servers send them
+            return 400, {}, {"error": {"message": f"This model's maximum context length is {self.context_limit} "
+                                                  f"tokens. However, your messages resulted in {len(prompt)} tokens."
+                                                  "\nPlease reduce the length of the messages.",
+                                       "type": "invalid_request_error", "param": "messages",
+                                       "code": "context_length_exceeded"}}
         if self._sem is not None:
             await self._sem.acquire()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,7 @@ from cbt_llm.app.explore_tab import (
     read_report,
     render_record,
 )
-from cbt_llm.chat import EndpointBackend, notice
+from cbt_llm.chat import EndpointBackend, LocalBackend, notice
 from cbt_llm.cli import main, parse_args
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
@@ -104,6 +105,20 @@ def test_the_report_tab_shows_the_table_and_the_plots(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- the page
+def test_the_page_names_the_model_but_not_its_server_or_local_paths(tmp_path):
+    served = EndpointBackend("cbt-lora", "http://user@10.9.8.7:8000/v1")  # never called: the page is only built
+    config = build_app(AppConfig(dataset=None, language="en"), served).config
+    status = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "chat-model")
+    assert "model cbt-lora" in status and "10.9.8.7" not in status
+    assert served.describe() == "model cbt-lora at http://user@10.9.8.7:8000/v1"  # the operator's terminal keeps it
+    adapter = tmp_path / "home" / "me" / "outputs" / "tiny"
+    adapter.mkdir(parents=True)
+    local = LocalBackend.__new__(LocalBackend)  # describe() only: no model is loaded
+    local.adapter, local.model_name_or_path = str(adapter), "cbt-llm/tiny-random-llama"
+    assert local.describe(public=True) == "adapter tiny on cbt-llm/tiny-random-llama"
+    assert local.describe() == f"adapter {adapter} on cbt-llm/tiny-random-llama"
+
+
 def test_build_app_lays_out_the_notice_and_the_api(tmp_path):
     backend = EndpointBackend("test-model", "http://127.0.0.1:9/v1")  # never called: the page is only built
     app = build_app(AppConfig(report_dir=str(make_report(tmp_path / "report")), language="en"), backend)
@@ -216,7 +231,8 @@ def test_a_failing_model_shows_the_error_and_still_the_resources_on_a_concern_tu
 
 @pytest.fixture
 def served_app(tmp_path):
-    """`cbt-llm app` in a process on a free port, chatting with a ChatServer; yields (url, server, trace)."""
+    """`cbt-llm app` in a process on a free port, chatting with a ChatServer; yields (url, server, trace, output:
+    the lines it has printed so far)."""
     trace = tmp_path / "trace.jsonl"
     port = free_port()
     with ChatServer() as server:
@@ -224,6 +240,8 @@ def served_app(tmp_path):
             [str(Path(sys.executable).parent / "cbt-llm"), "app", "--base_url", server.base_url, "--model",
              "test-model", "--port", str(port), "--trace_file", str(trace), "--dataset", "cbt_qa"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        output: list[str] = []
+        threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
         url = f"http://127.0.0.1:{port}/"
         try:
             deadline = time.monotonic() + 180
@@ -233,19 +251,18 @@ def served_app(tmp_path):
                     break
                 except OSError:
                     if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"cbt-llm app did not start: {process.stdout.read()[-3000:]}")
+                        pytest.fail(f"cbt-llm app did not start: {''.join(output)[-3000:]}")
                     time.sleep(0.5)
-            yield url, server, trace
+            yield url, server, trace, output
         finally:
             stop_process_group(process, 30)
-            process.stdout.close()
 
 
 @pytest.mark.slow
 def test_gradio_client_streams_a_turn_and_a_crisis_never_reaches_the_model(served_app):
     from gradio_client import Client
 
-    url, server, trace = served_app
+    url, server, trace, output = served_app
     config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
     assert config["run_history"] is False  # Gradio would otherwise keep every call's inputs and outputs
     client = Client(url, verbose=False)
@@ -269,6 +286,9 @@ def test_gradio_client_streams_a_turn_and_a_crisis_never_reaches_the_model(serve
     assert len(after) == 2 and server.stats.requests == 2
     levels = [json.loads(line)["level"] for line in trace.read_text(encoding="utf-8").splitlines()]
     assert levels == ["none", "crisis", "none"]
+    log = "".join(output)  # the start-up log speaks to a CLI user, not to a Python caller of launch()
+    assert f"cbt-llm app: serving on {url}" in log and "--share adds a public link" in log
+    assert "launch()" not in log and "share=True" not in log
 
 
 def test_the_cli_writes_a_space_folder(tmp_path, capsys):
@@ -277,3 +297,102 @@ def test_the_cli_writes_a_space_folder(tmp_path, capsys):
     assert f"wrote the Space folder {tmp_path / 'space'}" in capsys.readouterr().out
     app_py = (tmp_path / "space" / "app.py").read_text(encoding="utf-8")
     assert "model_name_or_path='cbt-llm/tiny-random-llama'" in app_py and "model=" not in app_py
+
+
+# ------------------------------------------------------------------- what a Space export publishes
+def _adapter_as_training_leaves_it(root: Path, base: str) -> Path:
+    """An adapter folder as `cbt-llm train` leaves it, with everything that must not reach a Space: checkpoints
+    and trainer state, a hidden .env, symbolic links to files outside, and this machine's paths in the run files."""
+    adapter = root / "outputs" / "run"
+    checkpoint = adapter / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    for name in ("optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin", "adapter_model.safetensors"):
+        (checkpoint / name).write_bytes(b"trainer state")
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "peft_type": "LORA",
+                                                             "r": 4}), encoding="utf-8")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    (adapter / "tokenizer.json").write_text("{}", encoding="utf-8")
+    (adapter / "training_args.bin").write_bytes(b"a pickle")
+    (adapter / ".env").write_text("OPENAI_API_KEY=sk-from-the-env-file\n", encoding="utf-8")
+    (root / "private.txt").write_text("a file from outside the adapter\n", encoding="utf-8")
+    (adapter / "notes.txt").symlink_to(root / "private.txt")
+    (adapter / "more").symlink_to(root, target_is_directory=True)
+    recipe = {"model_name_or_path": base, "output_dir": str(adapter), "dataset_name": str(root / "data" / "cbt_qa"),
+              "dataset_data_files": [str(root / "data" / "records.jsonl")], "lora_r": 4, "num_train_epochs": 1,
+              "learning_rate": 0.002}
+    (adapter / "training_recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    (adapter / "trainer_state.json").write_text(json.dumps({
+        "best_model_checkpoint": str(checkpoint), "log_history": [{"step": 1, "loss": 7.5}, {"step": 2, "loss": 7.1}]}),
+        encoding="utf-8")
+    (adapter / "README.md").write_text(f"---\nbase_model: {base}\nlibrary_name: peft\n---\n\n# run\n\n"
+                                       f'`AutoPeftModelForCausalLM.from_pretrained("{adapter}")`\n', encoding="utf-8")
+    return adapter
+
+
+def test_export_space_copies_what_push_would_publish_of_an_adapter(tmp_path):
+    base = tmp_path / "models" / "base"
+    base.mkdir(parents=True)
+    adapter = _adapter_as_training_leaves_it(tmp_path, str(base))
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# Report\n", encoding="utf-8")
+    (report / ".env").write_text("HF_TOKEN=hf-from-the-env-file\n", encoding="utf-8")
+    (report / "report.json").write_text(json.dumps({"dataset": str(tmp_path / "data" / "cbt_qa"), "n": 6, "systems": [
+        {"name": "cbt-lora", "file": str(tmp_path / "predictions" / "cbt-lora.jsonl"), "adapter": str(adapter)}]}),
+        encoding="utf-8")
+    out = export_space(AppConfig(adapter=str(adapter), model_name_or_path="org/base-model", report_dir=str(report),
+                                 export_space=str(tmp_path / "space")))
+    exported = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
+    assert exported == ["README.md", "adapter/README.md", "adapter/adapter_config.json",
+                        "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "adapter/trainer_state.json",
+                        "adapter/training_recipe.yaml", "app.py", "report/report.json", "report/report.md",
+                        "requirements.txt"]
+    assert json.loads((out / "report" / "report.json").read_text(encoding="utf-8")) == {"dataset": "cbt_qa", "n": 6,
+        "systems": [{"name": "cbt-lora", "file": "cbt-lora.jsonl", "adapter": "run"}]}
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert str(tmp_path).encode() not in data, path  # no path of this machine, in any file
+        assert b"from-the-env-file" not in data and b"a file from outside" not in data, path
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config == {"base_model_name_or_path": "org/base-model", "peft_type": "LORA", "r": 4}
+    recipe = yaml.safe_load((out / "adapter" / "training_recipe.yaml").read_text(encoding="utf-8"))
+    assert (recipe["model_name_or_path"], recipe["output_dir"], recipe["dataset_name"]) == \
+        ("org/base-model", "run", "cbt_qa")
+    assert recipe["dataset_data_files"] == ["records.jsonl"] and recipe["lora_r"] == 4
+    state = json.loads((out / "adapter" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert state["best_model_checkpoint"] == "checkpoint-2" and len(state["log_history"]) == 2
+    assert 'from_pretrained("adapter")' in (out / "adapter" / "README.md").read_text(encoding="utf-8")
+    assert (adapter / "training_args.bin").is_file() and json.loads(  # the local folder is left as it is
+        (adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"] == str(base)
+
+
+def test_export_space_needs_a_base_model_the_space_can_load(tmp_path):
+    from cbt_llm.models.tiny import SMALL_MODEL_NAME, cache_dir
+
+    adapter = _adapter_as_training_leaves_it(tmp_path, str(tmp_path / "models" / "base"))
+    for _ in range(2):  # the refusal leaves no half-written Space folder behind, so the rerun says the same
+        with pytest.raises(CbtLlmError, match="a folder on this machine that the Space cannot load .* pass "
+                                              "--model_name_or_path"):
+            export_space(AppConfig(adapter=str(adapter), export_space=str(tmp_path / "space")))
+        assert not (tmp_path / "space").exists()
+
+    random_base = str(cache_dir() / "models" / "small-random-llama-v2")  # cbt-llm makes it locally, on the Space too
+    adapter = _adapter_as_training_leaves_it(tmp_path / "demo", random_base)
+    out = export_space(AppConfig(adapter=str(adapter), export_space=str(tmp_path / "demo-space")))
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["base_model_name_or_path"] == SMALL_MODEL_NAME
+    assert not any(random_base.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("base_url", ["https://alice:sk-secret-123@api.example.org/v1",
+                                      "https://api.example.org/v1?api-key=sk-secret-123",
+                                      "https://api.example.org/v1?x=1&access_token=sk-secret-123"])
+def test_export_space_refuses_a_base_url_with_a_credential(tmp_path, base_url):
+    out = tmp_path / "space"
+    with pytest.raises(CbtLlmError, match="--base_url carries a credential .* Space secret named by --api_key_env"):
+        export_space(AppConfig(model="cbt", base_url=base_url, export_space=str(out)))
+    assert not out.exists()
+    fine = export_space(AppConfig(model="cbt", base_url="https://api.example.org/v1?api-version=2024-06-01",
+                                  export_space=str(tmp_path / "fine")))
+    assert "api-version=2024-06-01" in (fine / "app.py").read_text(encoding="utf-8")

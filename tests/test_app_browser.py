@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from helpers import SAMPLE_SIZE
 
 from cbt_llm.app import AppConfig, build_app, launch_app
 from cbt_llm.chat import GenerationSettings, LocalBackend
+from cbt_llm.crisis import crisis_resources
 from cbt_llm.data.prompts import CBT_STEPS
 from cbt_llm.models.serve import free_port
 from cbt_llm.models.tiny import TINY_MODEL_NAME
@@ -55,7 +58,8 @@ def app_server(tmp_path_factory):
     trace = folder / "trace.jsonl"
     backend = LocalBackend(model_name_or_path=TINY_MODEL_NAME, device="cpu",
                            settings=GenerationSettings(max_new_tokens=96, temperature=0.8, seed=0))
-    app = build_app(AppConfig(trace_file=str(trace), report_dir=str(make_report(folder / "report"))), backend)
+    report = make_report(folder / "report", every_metric=True)  # the demo's full table: 20 columns
+    app = build_app(AppConfig(trace_file=str(trace), report_dir=str(report)), backend)
     port = free_port()
     try:
         launch_app(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -203,3 +207,152 @@ def test_explorer_shows_a_sample_record_with_its_five_steps_the_report_and_the_s
     assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")] == [
         "Chat", "Dataset", "Evaluation report"]
     screenshot(browser, tmp_path, "app-explorer-en.png")
+
+
+# Each report cell's text and on how many lines it is laid out.
+CELL_LINES = """
+return [...document.querySelectorAll('#report-table td')].map(td => {
+  const range = document.createRange(); range.selectNodeContents(td);
+  return [td.innerText, new Set([...range.getClientRects()].map(r => Math.round(r.top))).size];
+});
+"""
+
+
+def test_the_report_table_keeps_each_number_on_one_line_at_1400_px(app_server, browser, tmp_path):
+    url, _, _ = app_server
+    browser.set_window_size(1400, 1100)
+    browser.set_window_size(2800 - browser.execute_script("return window.innerWidth;"), 1100)  # 1400 inside
+    try:
+        browser.get(url)
+        open_tab(browser, "评估报告")
+        wait_until(lambda: browser.execute_script(CELL_LINES), "the report table")
+        cells = browser.execute_script(CELL_LINES)
+        assert len(cells) == 2 * 20 and "42.99" in [text for text, _ in cells]
+        assert [text for text, lines in cells if lines != 1] == []  # no figure is broken over two lines
+        table = browser.execute_script("const t = document.querySelector('#report-table table');"
+                                       "return [t.scrollWidth, t.clientWidth];")
+        screenshot(browser, tmp_path, "app-report-1400.png")
+        assert table[0] <= table[1] + 1  # and at 1400 px the whole table fits: nothing to scroll to
+    finally:
+        browser.set_window_size(1280, 1100)
+
+
+# ------------------------------------------------------------------- model and record text as text
+FINDAHELPLINE = next(r.contact for r in crisis_resources("zh") if r.contact.startswith("https://"))
+
+
+class _Noted(BaseHTTPRequestHandler):
+    """Answers 204 to any request and notes its path on the server."""
+
+    def do_GET(self):
+        self.server.paths.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+class Tracker(ThreadingHTTPServer):
+    """A loopback server standing for an outside host: it notes every request a page makes to it."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Noted)
+        self.paths: list[str] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class HostileBackend:
+    """A back-end whose answer is HTML, Markdown images and a form pointing at ``tracker``."""
+
+    def __init__(self, tracker_url: str):
+        self.answer = (f'<form action="{tracker_url}/form"><input name="q"><button>go</button></form> '
+                       f'![pixel]({tracker_url}/md.png) <img src="{tracker_url}/img.png"> <b>bold</b> '
+                       f'[ref]\n\n[ref]: {tracker_url}/ref.png\n\n![again][ref] ANSWER-END')
+        self.calls, self.settings, self.context_tokens, self.count_tokens = 0, GenerationSettings(64), 4096, len
+
+    def describe(self) -> str:
+        return "model hostile"
+
+    def __call__(self, messages):
+        self.calls += 1
+        yield from (self.answer[:30], self.answer[30:])
+
+
+@pytest.fixture(scope="module")
+def text_app():
+    """The app with HostileBackend and one hostile dataset record; yields (url, tracker)."""
+    import cbt_llm.app.explore_tab as explore_tab
+
+    tracker = Tracker()
+    record = {"id": "hostile-1", "question": f"<img src={tracker.url}/q.png> QUESTION-END", "split": "train",
+              "description": f"![d]({tracker.url}/d.png) <form><input></form>", "keywords": ["<b>k</b>"],
+              "distortions": [], "response": f'<img src="{tracker.url}/r.png"> 先说说发生了什么。', "steps": {}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(explore_tab, "load_records", lambda dataset: [record])
+        app = build_app(AppConfig(), HostileBackend(tracker.url))
+    port = free_port()
+    try:
+        launch_app(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        yield f"http://127.0.0.1:{port}/", tracker
+    finally:
+        app.close()
+        tracker.close()
+
+
+def test_the_chat_shows_model_html_and_images_as_text_and_fetches_nothing(text_app, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, tracker = text_app
+    browser.get(url)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#chat-input textarea"), "the chat input")
+    send(browser, NORMAL)
+    shown = wait_until(lambda: "ANSWER-END" in (browser.execute_script(BOT_TEXTS) or [""])[-1]
+                       and browser.execute_script(BOT_TEXTS)[-1], "the answer")
+    assert "<form" in shown and "![pixel](" in shown and "<img src=" in shown and "<b>bold</b>" in shown
+    elements = browser.execute_script("return [...document.querySelectorAll('#chatbot form, #chatbot input, "
+                                      "#chatbot img, #chatbot b')].map(e => e.outerHTML);")
+    assert elements == []
+    time.sleep(1)  # time for an image request, had there been an image
+    assert tracker.paths == []
+    screenshot(browser, tmp_path, "app-chat-as-text.png")
+
+
+def test_the_chinese_crisis_reply_links_to_findahelpline(text_app, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = text_app
+    browser.get(url)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#chat-input textarea"), "the chat input")
+    send(browser, CRISIS)
+    wait_until(lambda: "12356" in (browser.execute_script(BOT_TEXTS) or [""])[-1], "the crisis reply")
+    links = browser.execute_script(
+        "const bots = document.querySelectorAll('#chatbot [data-testid=\"bot\"]');"
+        "return [...bots[bots.length - 1].querySelectorAll('a')].map(a => [a.getAttribute('href'), a.innerText]);")
+    assert links == [[FINDAHELPLINE, FINDAHELPLINE]]  # the address, not the region label after it
+    screenshot(browser, tmp_path, "app-crisis-link.png")
+
+
+def test_the_dataset_tab_shows_record_html_as_text(text_app, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, tracker = text_app
+    browser.get(url)
+    open_tab(browser, "数据集")
+    header = wait_until(lambda: "QUESTION-END" in browser.find_element(By.ID, "explore-header").text
+                        and browser.find_element(By.ID, "explore-header").text, "the record header")
+    assert f"<img src={tracker.url}/q.png>" in header and "<form><input></form>" in header and "<b>k</b>" in header
+    assert f'<img src="{tracker.url}/r.png">' in browser.find_element(By.ID, "explore-answer").text
+    elements = browser.execute_script("return [...document.querySelectorAll('#explore-header img, #explore-header "
+                                      "form, #explore-answer img')].map(e => e.outerHTML);")
+    assert elements == []
+    time.sleep(1)
+    assert tracker.paths == []
+    screenshot(browser, tmp_path, "app-dataset-as-text.png")

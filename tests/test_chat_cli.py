@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -297,6 +298,16 @@ def test_chat_argument_errors_are_one_line(args, words, capsys):
     assert err.startswith("cbt-llm chat: error:") and words in err and err.count("\n") == 1
 
 
+def test_chat_without_a_model_suggests_only_current_flags(capsys):
+    from cbt_llm.cli import main
+    from cbt_llm.cli.legacy import RENAMED
+
+    assert main(["chat"]) == 1
+    flags = set(re.findall(r"--[\w-]+", capsys.readouterr().err))
+    assert flags == {"--adapter", "--model_name_or_path", "--base_url", "--model"}  # no deprecated --base
+    assert not flags & set(RENAMED["chat"])
+
+
 # ----------------------------------------------------------------------------- in process
 class FakeBackend:
     """A back-end that records calls; ``fail`` raises after the first chunk, ``interrupt`` raises Ctrl-C."""
@@ -367,6 +378,47 @@ def test_unknown_commands_and_blank_lines_do_not_reach_the_model():
     run_chat(backend, input_fn=lines("", "   ", "/help", "/nope", "/quit"), output=out)
     assert backend.calls == 0 and "未知命令 /nope" in out.text
     assert out.text.startswith(notice("zh"))  # apps that run the loop themselves get the notice too
+
+
+def test_the_terminal_prints_model_text_without_its_escape_sequences():
+    chunks = ("先\x1b[2J\x1b[31m红", "\x1b]52;c;", "ZXZpbA==\x07字\x1b[", "0m\r\n结束\x1b]8;;https://x.example\x07链接",
+              "\x1b]8;;\x07\x07\x9b2J\x1bc。\x00\x08\r")
+    backend, out = FakeBackend(chunks=chunks), Output()
+    run_chat(backend, input_fn=lines(NORMAL), output=out)
+    assert "先红字\n结束链接。" in out.text  # the words, without a cleared screen, colours, a hyperlink or a reset
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out.text)  # no ESC, CR, BEL, backspace, C1 CSI
+    assert "ZXZp" not in out.text and "[0m" not in out.text  # a sequence cut between two chunks is removed whole
+
+
+SECRET = "sk-live-echoed-0123456789"
+
+
+def echoing_backend(monkeypatch) -> EndpointBackend:
+    """An EndpointBackend whose server (in process, no socket) answers 401 with the key it was sent."""
+    import httpx
+
+    def reject(request):
+        key = request.headers["authorization"].removeprefix("Bearer ")
+        return httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: {key}",
+                                                   "type": "invalid_request_error", "code": "invalid_api_key"}})
+
+    monkeypatch.setenv("CBT_TEST_KEY", SECRET)
+    backend = EndpointBackend("m", "http://127.0.0.1:9/v1", api_key_env="CBT_TEST_KEY", max_retries=0)
+    backend._client = backend._client.with_options(http_client=httpx.Client(transport=httpx.MockTransport(reject)))
+    return backend
+
+
+def test_a_401_that_echoes_the_key_keeps_it_off_the_terminal_the_page_and_the_traces(monkeypatch, tmp_path):
+    from cbt_llm.app.chat_tab import GuardedChat
+
+    backend, out, trace = echoing_backend(monkeypatch), Output(), tmp_path / "chat.jsonl"
+    run_chat(backend, input_fn=lines(NORMAL), output=out, trace=str(trace))
+    page_trace = tmp_path / "app.jsonl"
+    shown = list(GuardedChat(backend, trace_file=page_trace).turn(NORMAL, []))[-1][0]
+    assert backend.calls == 2
+    for text in (out.text, trace.read_text(encoding="utf-8"), shown[-1]["content"],
+                 page_trace.read_text(encoding="utf-8")):
+        assert "HTTP 401" in text and "Incorrect API key provided: ***" in text and SECRET not in text
 
 
 def test_max_new_tokens_must_leave_room_for_the_conversation():

@@ -161,3 +161,49 @@ def test_build_with_nothing_usable_is_an_error(tmp_path, cli):
     result = cli("build", "--input", path, "--output_dir", tmp_path / "out")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "nothing to build" in result.stderr and "1 status failed" in result.stderr
+
+
+def folder_files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_rebuild_leaves_exactly_the_new_split_files_and_push_uploads_only_those(tmp_path):
+    from cbt_llm.hub.push import PushConfig, plan
+
+    out = tmp_path / "cbt_qa"
+    build_dataset(BuildConfig(output_dir=out))  # the sample: train, validation and test
+    two = write_jsonl(tmp_path / "two.jsonl", [make_record("a"), make_record("b")])
+    result = build_dataset(BuildConfig(input=[two], output_dir=out, questions_source="other"))
+    written = [f"{config}/{split}-00000-of-00001.parquet" for config, splits in result.num_rows.items()
+               for split in splits]
+    assert folder_files(out) == sorted([".cbt_llm/dataset_card.json", "README.md", *written])
+    assert "removed the previous build's default/test-00000-of-00001.parquet" in result.format()
+    uploaded = plan(PushConfig(kind="dataset", folder=out, repo_id="me/cbt"))
+    assert sorted(uploaded) == sorted(["README.md", *written])
+    assert load_dataset(str(out)).num_rows == result.num_rows["default"]
+
+
+def test_build_refuses_a_folder_that_is_not_a_previous_build(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("my notes", encoding="utf-8")
+    (tmp_path / "notes" / "data.parquet").write_bytes(b"mine")
+    with pytest.raises(CbtLlmError, match="notes is not empty and is not a folder `cbt-llm build` wrote .*"
+                                          "it holds README.md, data.parquet.*name a new or empty folder"):
+        build_dataset(BuildConfig(output_dir=tmp_path / "notes"))
+    assert (tmp_path / "notes" / "README.md").read_text(encoding="utf-8") == "my notes"
+    assert folder_files(tmp_path / "notes") == ["README.md", "data.parquet"]
+
+
+def test_build_warns_when_psyqa_is_assumed_or_a_split_comes_out_empty(tmp_path):
+    six = write_jsonl(tmp_path / "six.jsonl", [make_record(f"r{i}") for i in range(6)])
+    assumed = build_dataset(BuildConfig(input=[six], output_dir=tmp_path / "assumed")).format()
+    assert len(assumed.splitlines()) == 1
+    assert "warning: --questions_source not given: the card says the questions come from PsyQA" in assumed
+    assert "PsyQA terms" in (tmp_path / "assumed" / "README.md").read_text(encoding="utf-8")
+    assert "warning: no test split: none of the 6 records landed there" in assumed
+    said = build_dataset(BuildConfig(input=[six], output_dir=tmp_path / "said", questions_source="other")).format()
+    assert "questions_source" not in said and "no test split" in said
+    # no warning for the sample, nor for a split whose share is zero on purpose
+    assert "warning" not in build_dataset(BuildConfig(output_dir=tmp_path / "sample")).format()
+    assert "warning" not in build_dataset(BuildConfig(input=[six], output_dir=tmp_path / "all-train",
+                                                      questions_source="psyqa", split_ratios=[1, 0, 0])).format()

@@ -112,3 +112,64 @@ def test_sacrebleu_signatures_are_kept():
     assert result.skipped == {}
     assert result.settings["bleu"]["signature"].startswith("nrefs:1|") and "tok:zh" in result.settings["bleu"]["signature"]
     assert result.settings["chrf"]["signature"].startswith("nrefs:1|") and "nc:6" in result.settings["chrf"]["signature"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions and references files: every line is checked, a bad one is one clear error
+# ---------------------------------------------------------------------------------------------
+GOOD_LINES = [json.dumps({"id": f"q{i}", "prediction": "想开点。", "status": "ok"}, ensure_ascii=False).encode()
+              for i in range(4)]
+
+
+def predictions_bytes(*lines: bytes, newline: bool = True) -> bytes:
+    return b"\n".join(lines) + (b"\n" if newline else b"")
+
+
+@pytest.mark.parametrize(("case", "data", "expected"), [
+    ("torn last line", predictions_bytes(*GOOD_LINES, b'{"id": "q9", "predic', newline=False),
+     ":5: the last line is cut off .*rerun the same `cbt-llm predict` command: it repairs the file"),
+    ("cut inside a character", predictions_bytes(*GOOD_LINES, '{"id": "q9", "prediction": "好'.encode()[:-1],
+                                                 newline=False), ":5: the last line is cut off"),
+    ("NUL bytes", predictions_bytes(GOOD_LINES[0], b"\x00" * 40, *GOOD_LINES[1:]), ":2: holds NUL bytes"),
+    ("bad UTF-8", predictions_bytes(GOOD_LINES[0], b'{"id": "q8", "prediction": "\xff\xfe"}', *GOOD_LINES[1:]),
+     ":2: bytes are not valid UTF-8"),
+    ("duplicate id", predictions_bytes(*GOOD_LINES, GOOD_LINES[1]),
+     ":5: field 'id': duplicate id 'q1' \\(first seen at .*:2\\)"),
+    ("not JSON", predictions_bytes(GOOD_LINES[0], b"{oops", *GOOD_LINES[1:]), ":2: invalid JSON"),
+    ("no id", predictions_bytes(*GOOD_LINES, b'{"prediction": "x"}'), ":5: field 'id': must be a string, got null"),
+    ("no prediction", predictions_bytes(*GOOD_LINES, b'{"id": "q7", "status": "ok"}'),
+     ":5: field 'prediction': must be a string, got null"),
+    ("JSON array", b"[\n" + b",\n".join(GOOD_LINES) + b"\n]", ":1: is a JSON array; expected JSON Lines"),
+    ("empty file", b"", ": file is empty"),
+    ("only failed answers", b'{"id": "q1", "status": "failed", "prediction": ""}\n',
+     ": no answers to score: predict marked all 1 lines failed"),
+])
+def test_a_corrupt_predictions_file_is_one_clear_error_naming_file_and_line(tmp_path, case, data, expected):
+    from cbt_llm.evaluation.evaluate import EvaluateConfig, evaluate_systems
+
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text("".join(json.dumps({"id": f"q{i}", "response": "想开点。"}) + "\n" for i in range(10)),
+                    encoding="utf-8")
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(predictions_bytes(*GOOD_LINES))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(data)
+    with pytest.raises(CbtLlmError, match=f"^{bad}{expected}"):
+        evaluate_systems(EvaluateConfig(predictions=[good, bad], output_dir=tmp_path / "report", references=str(refs),
+                                        bertscore=False))
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_references_file_with_bad_utf8_or_a_duplicate_id_is_one_clear_error(tmp_path):
+    from cbt_llm.evaluation.evaluate import load_references
+
+    refs = tmp_path / "refs.jsonl"
+    refs.write_bytes(b'{"id": "a", "response": "ok"}\n{"id": "b", "response": "\xe4\xbd"}\n')
+    with pytest.raises(CbtLlmError, match=f"^{refs}:2: bytes are not valid UTF-8"):
+        load_references(str(refs))
+    refs.write_bytes(b'{"id": "a", "response": "ok"}\n{"id": "a", "reference": "again"}\n')
+    with pytest.raises(CbtLlmError, match=f"^{refs}:2: field 'id': duplicate id 'a'"):
+        load_references(str(refs))
+    refs.write_bytes(b'{"id": "a", "response": "ok"}\n{"id": "b", "response": 3}\n')
+    with pytest.raises(CbtLlmError, match=f"^{refs}:2: field 'response': expected a JSON object with string 'id'"):
+        load_references(str(refs))

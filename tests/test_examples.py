@@ -1,6 +1,7 @@
 """The example scripts and the end-to-end demo run on the bundled data with the tiny model, as users run them."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,12 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
     lines = [line for line in stdout.splitlines() if line.startswith("[")]
     assert [line.split()[0].strip("[") for line in lines] == ["generate", "build", "train", "predict", "evaluate",
                                                                "upload"]
+    # It says at once how long it takes, and training (most of that time) shows its progress: a line per epoch.
+    assert re.match(r"The demo takes about \d+ minutes on 2 CPU cores", stdout)
+    training = stdout.split("[build")[1].split("[train")[0]
+    epochs = re.findall(r"^  epoch (\d+) of 15: training loss (\d+\.\d+), validation loss \d+\.\d+ \(\d+ s\)$", training,
+                        re.MULTILINE)
+    assert [int(epoch) for epoch, _ in epochs] == list(range(1, 16)) and float(epochs[-1][1]) < float(epochs[0][1])
     out = tmp_path / "out"
     assert "Open out/report/report.md" in stdout
     assert stdout.splitlines()[-1].endswith("cbt-llm app --adapter out/adapter --dataset out/cbt_qa "
@@ -46,7 +53,13 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
     assert f"chrF {tuned['metrics']['chrf']:.1f}" in stdout and "out/report/metrics.png" in stdout
     generated = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(generated) == 4 and all(r["status"] in ("ok", "rejected") for r in generated)
-    assert "model-index" in (out / "adapter" / "README.md").read_text()
+    card = (out / "adapter" / "README.md").read_text()
+    assert "model-index" in card and "random model memorising a format" in card and "huggingface.co/cbt-llm/" not in card
+    results = card.split("## Training results")[1].split("\n## ")[0].splitlines()
+    evaluated = [line for line in results if line.startswith("| ") and line.split("|")[4].strip()[:1].isdigit()]
+    assert len(evaluated) == 15  # the validation loss of every epoch (tiny-demo: 15), not only the last
+    uploaded = (out / "upload" / "adapter" / "README.md").read_text()
+    assert "random model memorising a format" in uploaded and "cbt-llm/small-random-llama)" not in uploaded
 
 
 @pytest.mark.slow
@@ -55,7 +68,9 @@ def test_the_stage_examples_run_in_order(tmp_path):
     assert "built examples_output/cbt_qa" in run("02_build_dataset.py", tmp_path)
     assert "adapter, model card and loss curve" in run("03_train.py", tmp_path, "--max_steps", "4",
                                                        "--eval_strategy", "no", "--save_strategy", "no")
-    assert "| adapter | 6 |" in run("04_evaluate.py", tmp_path)
+    evaluated = run("04_evaluate.py", tmp_path)
+    assert "| adapter | 6 |" in evaluated and "the adapter can score below its base here" in evaluated
+    assert "the adapter can score below its base here" in (tmp_path / "examples_output/report/report.md").read_text()
     pushed = run("05_push_to_hub.py", tmp_path)
     assert "dataset your-name/cbt_qa: 7 files" in pushed and (tmp_path / "examples_output/upload/adapter").is_dir()
     chat = run("06_chat.py", tmp_path)

@@ -1,6 +1,8 @@
-"""cbt-llm generate without a server: the configs, the CLI's parsing, the dry run, the summary, and batch submit and
-ingest on a faked Batch API (the loopback-server and process tests are in test_generate_slow.py)."""
+"""cbt-llm generate without a server: the configs, the CLI's parsing and exit code, the output store's repairs and
+refusals, the settings check on resume, the dry run, the summary, and batch submit and ingest on a faked Batch API
+(the loopback-server and process tests are in test_generate_slow.py)."""
 
+import asyncio
 import io
 import json
 import sys
@@ -11,16 +13,28 @@ from types import SimpleNamespace
 import pytest
 from chat_server import cbt_steps
 
-from cbt_llm.cli import parse_args
+from cbt_llm.cli import main, parse_args
 from cbt_llm.cli.generation import GenerateArguments
 from cbt_llm.config import config_to_dict
+from cbt_llm.data.prompts import get_prompt
+from cbt_llm.data.sources import Question
+from cbt_llm.engine.client import FatalAPIError
+from cbt_llm.engine.runner import RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, ResumeState
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.generation import batch
 from cbt_llm.generation.annotate import AnnotateConfig, parse_labels
 from cbt_llm.generation.batch import BatchConfig, IngestConfig, PollConfig
 from cbt_llm.generation.dedup import DuplicatePair
-from cbt_llm.generation.generate import GenerateConfig, GenerateSummary, estimate
+from cbt_llm.generation.generate import (
+    GenerateConfig,
+    GenerateSummary,
+    estimate,
+    generate,
+    make_record,
+    reason_key,
+    record_source,
+)
 from cbt_llm.generation.quality import QualityConfig
 
 STRICT = QualityConfig(min_length_zh=10_000, max_length_zh=20_000)  # no real answer is this long
@@ -56,6 +70,8 @@ def test_the_config_validates_and_takes_paths(tmp_path):
         config("q", "o", limit=-1)
     with pytest.raises(CbtLlmError, match="^--output_file must differ from --input"):
         AnnotateConfig(input=tmp_path / "r.jsonl", output_file=tmp_path / "r.jsonl", model="m")
+    with pytest.raises(CbtLlmError, match="^--output_file must differ from --input"):
+        config(tmp_path / "q.jsonl", tmp_path / "q.jsonl")
 
 
 def test_the_cli_parses_the_stage_configs_and_the_old_max_tokens_flag(capsys):
@@ -89,6 +105,137 @@ def test_output_file_compaction_keeps_one_line_per_id(tmp_path):
     assert [(r["id"], r["status"]) for r in read_lines(out)] == [("a", "ok"), ("c", "rejected"), ("b", "ok")]
 
 
+@pytest.mark.parametrize("name,content,why", [
+    ("README.md", "# My project\n\nSome notes.\n" * 200, "its first line is not a JSON object"),
+    ("data.json", json.dumps([{"id": str(i), "status": "ok"} for i in range(5)], indent=2) + "\n",
+     "its first line is not a JSON object"),
+    ("questions.jsonl", "".join(json.dumps({"questionID": i, "question": "q"}) + "\n" for i in range(5)),
+     "5 of its 5 lines are not JSON records with an id"),
+    ("one-line.txt", "hello", "its first line is not a JSON object"),  # no newline: not a torn record either
+])
+def test_an_existing_file_that_is_not_jsonl_output_is_refused_untouched(tmp_path, name, content, why):
+    """Regression: a README or a JSON array given as --output_file was rewritten ("dropped 645 unreadable lines")."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CbtLlmError) as caught:
+        JsonlStore(path).open()
+    assert str(caught.value) == (f"{path}: exists and is not a JSON Lines output file ({why}); not touching it: "
+                                 "choose another --output_file, or move this file away")
+    assert path.read_text(encoding="utf-8") == content
+    questions = write_questions(tmp_path / "q.jsonl", 2)
+    for stage in (estimate, generate):  # refused before anything is sent
+        with pytest.raises(CbtLlmError, match="not a JSON Lines output file"):
+            stage(config(questions, path, base_url="http://127.0.0.1:9/v1"))
+    assert path.read_text(encoding="utf-8") == content
+
+
+def test_a_crash_torn_line_and_an_odd_bad_line_are_still_repaired(tmp_path):
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"id": "a", "status": "ok"}\n\x00\x00\x00\n{"id": "b", "status": "ok"}\n{"id": "c", "st')
+    state = JsonlStore(out).open()
+    assert (state.torn_tail, state.bad_lines, sorted(state.records)) == (True, 1, ["a", "b"])
+    torn_only = tmp_path / "torn.jsonl"
+    torn_only.write_text('{"id": "a", "question": "半')
+    JsonlStore(torn_only).open()
+    assert torn_only.read_text() == ""
+
+
+def test_a_store_that_wrote_nothing_leaves_no_file(tmp_path):
+    """Regression: a run stopped by a 401 or 400 left an empty output file."""
+    out = tmp_path / "new" / "o.jsonl"
+    store = JsonlStore(out)
+    store.open()
+    store.close()
+    assert not out.exists()
+    store.open()
+    store.append({"id": "a", "status": "failed"})
+    store.close()
+    store = JsonlStore(out)
+    store.open()
+    store.close()  # it was there before: kept
+    assert read_lines(out) == [{"id": "a", "status": "failed"}]
+
+
+def test_a_fatal_error_names_the_question_it_was_raised_for(tmp_path):
+    stats = RunStats(tmp_path / "o.jsonl")
+    store, todo = resume(stats.output, [Question(str(i), f"问题{i}") for i in range(3)], lambda q: q.id, stats)
+
+    async def work(engine, question: Question) -> dict:
+        if question.id == "1":
+            raise FatalAPIError("http://127.0.0.1:9/v1/chat/completions: HTTP 401: bad key")
+        return {"id": question.id, "status": "ok"}
+
+    endpoint = config("q", "o", base_url="http://127.0.0.1:9/v1", concurrency=1)
+    with pytest.raises(FatalAPIError) as caught:
+        asyncio.run(run_requests(todo, work, store, endpoint, stats, desc="generate", progress=False))
+    assert str(caught.value) == "question 1: http://127.0.0.1:9/v1/chat/completions: HTTP 401: bad key"
+    assert [r["id"] for r in read_lines(stats.output)] == ["0"]
+
+
+def made_with(model: str, prompt: str = "paper", language: str = "zh", served: str | None = None,
+              status: str = "ok", legacy: bool = False) -> dict:
+    """A record as generate writes it (``legacy``: as it wrote it before the asked model was kept)."""
+    source = record_source(model, get_prompt(prompt, language), {"model": served or model}, "stop", 1)
+    if legacy:
+        source = {k: v for k, v in source.items() if k not in ("requested_model", "language")}
+    return make_record(Question("0", "问题"), status, source=source)
+
+
+@pytest.mark.parametrize("changed,words", [
+    ({"model": "model-b"}, "--model 'model-a' (this run: 'model-b')"),
+    ({"prompt": "structured"}, "prompt 'paper-zh-v1' (this run: 'structured-zh-v1')"),
+    ({"language": "en"}, "prompt 'paper-zh-v1' (this run: 'paper-en-v1'), --language 'zh' (this run: 'en')"),
+])
+def test_adding_to_an_output_made_with_another_model_or_prompt_is_refused(tmp_path, changed, words):
+    """Regression: resuming with another --model or --prompt mixed its records into the file silently."""
+    questions = write_questions(tmp_path / "q.jsonl", 3)
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps(made_with("model-a", served="model-a-2024-07-18"), ensure_ascii=False) + "\n")
+    before = out.read_bytes()
+    assert estimate(config(questions, out, model="model-a")).todo == 2  # the same settings go on
+    options = {"model": "model-a", **changed, "base_url": "http://127.0.0.1:9/v1"}
+    for stage in (estimate, generate):
+        with pytest.raises(CbtLlmError) as caught:
+            stage(config(questions, out, **options))
+        assert str(caught.value) == (f"{out}: its records were made with {words} (record 0); adding to it would mix "
+                                     "them: write to a new --output_file, or run again with the settings that "
+                                     "made them")
+    assert out.read_bytes() == before
+
+
+def test_failed_lines_and_records_from_before_the_asked_model_was_kept_do_not_block_a_resume(tmp_path):
+    questions = write_questions(tmp_path / "q.jsonl", 3)
+    out = tmp_path / "o.jsonl"
+    out.write_text(json.dumps(made_with("gpt-4o-mini", served="gpt-4o-mini-2024-07-18", legacy=True)) + "\n"
+                   + json.dumps({**made_with("model-b", status="failed"), "id": "1"}) + "\n")
+    assert estimate(config(questions, out, model="gpt-4o-mini")).todo == 2
+    with pytest.raises(CbtLlmError, match="prompt 'paper-zh-v1' \\(this run: 'structured-zh-v1'\\)"):
+        estimate(config(questions, out, model="gpt-4o-mini", prompt="structured"))
+
+
+def test_the_cli_exits_1_with_one_line_when_every_question_failed(tmp_path, monkeypatch, capsys):
+    """Regression: `generate` exited 0 when every request failed."""
+    from cbt_llm.cli import generation
+
+    def all_failed(config):
+        return GenerateSummary(Path(config.output_file), total=3, counts=Counter(failed=3),
+                               reasons=Counter({"HTTP N: Invalid request": 3}))
+
+    monkeypatch.setattr(generation, "generate", all_failed)
+    argv = ["generate", "--input", "q.jsonl", "--output_file", str(tmp_path / "o.jsonl"), "--model", "m"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "ok 0, rejected 0, failed 3" in captured.out and "not ok: HTTP N: Invalid request x3" in captured.out
+    assert captured.err == (f"cbt-llm generate: error: all 3 items failed, none came back done; their reasons are in "
+                            f"{tmp_path / 'o.jsonl'} (the same command again retries them)\n")
+    monkeypatch.setattr(generation, "generate", lambda config: GenerateSummary(
+        Path(config.output_file), total=3, counts=Counter(failed=2, rejected=1)))
+    assert main(argv) == 0
+    monkeypatch.setattr(generation, "generate", lambda config: GenerateSummary(Path(config.output_file), total=3,
+                                                                               skipped=3))
+    assert main(argv) == 0  # nothing left to do is not a failure
+
+
 def test_dry_run_estimates_what_is_left_to_do(tmp_path):
     questions = write_questions(tmp_path / "q.jsonl", 20)
     out = tmp_path / "o.jsonl"
@@ -119,6 +266,11 @@ def test_the_summary_says_what_the_run_did():
         "o.jsonl: ok 7, rejected 2, failed 1 (cbt-llm build --input takes the ok records)",
         "near-duplicate answers: 3 pairs in 2 clusters (largest: 3 answers, b ...), e.g. a~b (0.90), b~c (0.85), "
         "d~e (0.81)"]
+    long_reasons = GenerateSummary(Path("o.jsonl"), reasons=Counter({reason_key(
+        "quality: too short (312 < 400 chars); missing steps: challenge, strategy, encouragement (3 answers)"): 4}))
+    assert "not ok: quality: too short (N < N chars); missing steps: challenge, strategy, encouragement (N answers) x4" \
+        in long_reasons.format().splitlines()  # regression: cut at 80 characters, mid-word
+    assert reason_key("HTTP 500: The server had an error (after 6 attempts)") == "HTTP N: The server had an error"
     quiet = GenerateSummary(Path("o.jsonl"), resume=ResumeState())
     assert quiet.format().splitlines() == [
         "generated 0 of 0 questions in 0.0 s (0.00/s): ok 0, rejected 0, failed 0", "requests 0, retries 0",

@@ -146,8 +146,44 @@ def test_fatal_errors_stop_the_cli_with_one_line_and_no_secret(tmp_path, cli, ke
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("cbt-llm generate: error: ") and message in last
+    assert last.startswith("cbt-llm generate: error: question ") and message in last  # names the question
     assert SECRET not in result.stderr + result.stdout
+    assert not (tmp_path / "o.jsonl").exists()  # regression: an empty output file was left behind
+
+
+def test_a_question_too_long_for_the_model_fails_alone_and_the_run_goes_on(tmp_path, key):
+    """Regression: one HTTP 400 (context_length_exceeded) stopped the whole run, and every rerun at the same place."""
+    questions = write_questions(tmp_path / "q.jsonl", 5)
+    rows = [json.loads(line) for line in questions.read_text(encoding="utf-8").splitlines()]
+    rows[2]["description"] = "每天晚上都会反复想白天的事情。" * 300
+    questions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    for run in (1, 2):  # a rerun asks the failed one again and completes too
+        with ChatServer() as server:
+            server.context_limit = 3000
+            summary = run_generate(server, questions, out)
+            assert server.stats.requests == (5 if run == 1 else 1)  # a 400 is not retried
+        assert summary.counts == ({"ok": 4, "failed": 1} if run == 1 else {"failed": 1})
+    records = {r["id"]: r for r in read_lines(out)}
+    assert [records[i]["status"] for i in "01234"] == ["ok", "ok", "failed", "ok", "ok"]
+    reason = records["2"]["reason"]
+    assert reason.startswith("HTTP 400: This model's maximum context length is 3000 tokens. However, your messages ")
+    assert reason.endswith(" tokens. Please reduce the length of the messages.")  # the server's message, one line
+    assert "not ok: HTTP N: This model's maximum context length is N tokens. However, your messages resulted in N " \
+        "tokens. Please reduce the length of the messages. x1" in summary.format().splitlines()
+
+
+def test_the_cli_exits_1_when_every_question_failed(tmp_path, cli, key):
+    """Regression: `generate` exited 0 when every request failed."""
+    questions = write_questions(tmp_path / "q.jsonl", 3)
+    out = tmp_path / "o.jsonl"
+    with ChatServer(p500=1.0) as server:
+        result = cli("generate", "--input", questions, "--output_file", out, "--model", "m", "--base_url",
+                     server.base_url, "--max_attempts", "1")
+    assert result.returncode == 1 and "ok 0, rejected 0, failed 3" in result.stdout
+    assert result.stderr.splitlines() == [f"cbt-llm generate: error: all 3 items failed, none came back done; their "
+                                          f"reasons are in {out} (the same command again retries them)"]
+    assert [r["status"] for r in read_lines(out)] == ["failed"] * 3
 
 
 def test_api_key_never_lands_in_outputs_or_logs(tmp_path, cli, monkeypatch):

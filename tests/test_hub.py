@@ -543,3 +543,118 @@ def test_hub_errors_name_the_unreachable_hub_and_let_other_errors_through():
     with pytest.raises(KeyError):
         with hub_errors("pull", "me/d", "dataset"):
             raise KeyError("a bug, not the Hub")
+
+
+def test_pull_checks_every_file_name_before_it_downloads_and_a_failed_pull_leaves_nothing(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from cbt_llm.hub import pull
+
+    info = SimpleNamespace(sha="a" * 40, siblings=[SimpleNamespace(rfilename=name) for name in
+                                                   ("README.md", "default/train.parquet", "../outside.txt")])
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", lambda self, *args, **kwargs: info)
+    calls = []
+
+    def snapshot_download(repo_id, *, local_dir, **kwargs):
+        """As the real one: the files one by one (its own check stops at a '..' name), or a dropped connection."""
+        calls.append(local_dir)
+        for sibling in info.siblings:
+            if ".." in sibling.rfilename.split("/"):
+                raise ValueError(f"Invalid filename '{sibling.rfilename}': cannot contain a '..' path segment.")
+            if sibling.rfilename == "default/train.parquet" and failing:
+                raise ConnectionError("connection reset by peer")
+            target = Path(local_dir) / sibling.rfilename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(sibling.rfilename, encoding="utf-8")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    out = tmp_path / "pulled"
+    config = PullConfig(kind="dataset", repo_id="me/d", output_dir=str(out))
+    failing = False
+    for _ in range(2):  # the same command again gets the same error, not "exists and is not empty"
+        with pytest.raises(CbtLlmError, match=r"^cannot pull dataset repo me/d: its file name '\.\./outside\.txt' has "
+                                              r"a '\.\.' part, so it cannot be written safely into .*; nothing was "
+                                              r"downloaded$"):
+            pull(config)
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+    info.siblings = info.siblings[:2]
+    failing = True
+    with pytest.raises(CbtLlmError, match="cannot pull dataset repo me/d: cannot reach the Hub"):
+        pull(config)
+    assert list(tmp_path.iterdir()) == []  # no half-filled folder, no hidden leftover
+    failing = False
+    result = pull(config)
+    assert result.files == ["README.md", "default/train.parquet"] and list(tmp_path.iterdir()) == [out]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == result.files
+    here = tmp_path / "here"  # an empty folder that exists, here the working directory, is filled in place
+    here.mkdir()
+    monkeypatch.chdir(here)
+    pull(PullConfig(kind="dataset", repo_id="me/d", output_dir="."))
+    assert sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.is_file()) == result.files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "pulled"]
+
+
+def test_pull_of_a_repo_with_a_dotdot_file_name_is_one_clear_line(hub, work):
+    repo = hub.store.create_repo("dataset", "alice/traversal", False, "alice")
+    files = dict(hub.store.files_at(repo, repo["refs"]["main"]))
+    for name, data in (("README.md", b"# hi\n"), ("../escaped.txt", b"outside")):
+        files[name] = {"sha256": hub.store.put_object(data), "size": len(data), "lfs": False}
+    hub.store._add_commit(repo, repo["refs"]["main"], "main", "a name no client should write", "", files, "alice")
+    hub.store.save()
+    out = work / "traversal" / "pulled"
+    for _ in range(2):  # the rerun gets the same line, not "exists and is not empty"
+        result = cli(hub, work, "pull", "dataset", "--repo_id", "alice/traversal", "--output_dir", out, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip() == (f"cbt-llm pull: error: cannot pull dataset repo alice/traversal: its file "
+                                          f"name '../escaped.txt' has a '..' part, so it cannot be written safely into "
+                                          f"{out}; nothing was downloaded")
+        assert not (work / "traversal").exists()
+
+
+def test_one_filter_keeps_links_hidden_files_and_trainer_state_at_home(tmp_path, caplog):
+    from cbt_llm.hub.files import shareable_files
+
+    folder = tmp_path / "adapter"
+    for name in ("checkpoint-3/optimizer.pt", "checkpoint-3/adapter_model.safetensors", ".git/config", ".env",
+                 "sub/extra.txt", "rng_state.pth", "scheduler.pt", "optimizer.pt", "adapter_model.safetensors",
+                 "tokenizer.json"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base"}), encoding="utf-8")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not in the folder", encoding="utf-8")
+    (folder / "link.txt").symlink_to(outside)
+    (folder / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert [p.relative_to(folder).as_posix() for p in shareable_files(folder)] == \
+        ["adapter_config.json", "adapter_model.safetensors", "sub/extra.txt", "tokenizer.json"]
+    assert f"left out {folder / 'link.txt'}: a symbolic link" in caplog.text
+    files = plan(PushConfig(kind="adapter", folder=folder, repo_id="me/a"))
+    assert list(files) == ["README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json"]
+    (folder / "adapter_model.safetensors").unlink()
+    (folder / "adapter_model.safetensors").symlink_to(outside)  # weights behind a link are not published either
+    with pytest.raises(CbtLlmError, match="has no adapter weights .*a symbolic link is not published"):
+        plan(PushConfig(kind="adapter", folder=folder, repo_id="me/a"))
+
+
+def test_an_adapters_run_files_go_up_without_this_machines_paths(tmp_path):
+    import yaml
+
+    folder, base = tmp_path / "outputs" / "adapter", tmp_path / "models" / "base"
+    folder.mkdir(parents=True)
+    base.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}), encoding="utf-8")
+    (folder / "adapter_model.safetensors").write_bytes(b"x")
+    recipe = {"model_name_or_path": str(base), "output_dir": str(folder), "dataset_name": str(tmp_path / "cbt_qa"),
+              "dataset_config": "sft", "lora_r": 8, "learning_rate": 0.001, "num_train_epochs": 1}
+    (folder / "training_recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    (folder / "trainer_state.json").write_text(json.dumps({"best_model_checkpoint": str(folder / "checkpoint-9"),
+                                                           "log_history": [{"step": 1, "loss": 7.0}]}), encoding="utf-8")
+    files = plan(PushConfig(kind="adapter", folder=folder, repo_id="me/cbt-lora", base_model="org/base"))
+    assert yaml.safe_load(files["training_recipe.yaml"]) == {**recipe, "model_name_or_path": "org/base",
+                                                            "output_dir": "adapter", "dataset_name": "cbt_qa"}
+    assert json.loads(files["trainer_state.json"])["best_model_checkpoint"] == "checkpoint-9"
+    published = [source if isinstance(source, bytes) else source.read_bytes() for source in files.values()]
+    assert not any(str(tmp_path).encode() in data for data in published)
+    assert "datasets:\n- cbt_qa" in files["README.md"].decode()  # the card, made from the run files, too
+    assert yaml.safe_load((folder / "training_recipe.yaml").read_text(encoding="utf-8")) == recipe  # left as it is

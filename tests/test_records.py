@@ -38,6 +38,9 @@ def test_record_is_normalised_to_the_schema(tmp_path):
         (make_record("a", status="done"), ["field 'status'", "got 'done'"]),
         (make_record("a", source={"prompt_tokens": -1}), ["source.prompt_tokens must be a non-negative integer"]),
         (make_record("a", response=7), ["field 'response'", "must be a string"]),
+        (make_record("a", distortions=["catastrophizing", "mind | reading"]),
+         ["field 'distortions'", "unknown label 'mind | reading'", "expected keys of the taxonomy: all_or_nothing,"]),
+        (make_record("a", distortions=["Catastrophising"]), ["field 'distortions'", "unknown label 'Catastrophising'"]),
     ],
 )
 def test_bad_records_name_line_and_field(tmp_path, record, pieces):

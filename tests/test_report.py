@@ -232,3 +232,19 @@ def test_report_and_card_say_how_each_figure_was_computed(tmp_path, tiny_bert, c
     assert done.returncode == 0 and "BERTScore F1 not computed" in done.stdout, done.stderr
     done = cli(*args, "--require_bertscore")
     assert done.returncode != 0 and "BERTScore was not computed" in done.stderr
+
+
+def test_a_pipe_or_a_newline_in_a_system_name_cannot_split_the_report_table(tmp_path):
+    import re
+
+    refs = {row["id"]: row["response"] for row in load_split(split="test")}
+    preds = write_predictions(tmp_path / "model.jsonl", refs)
+    evaluate_systems(EvaluateConfig(predictions=[preds], output_dir=tmp_path / "out", bertscore=False,
+                                    names=["lora | r=16\nsecond try"]))
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    table = markdown.split("\n\n")[2].splitlines()
+    cells = [re.split(r"(?<!\\)\|", line) for line in table]  # GFM splits cells on unescaped pipes only
+    assert len(table) == 4 and {len(row) for row in cells} == {len(cells[0])}
+    assert table[2].startswith("| lora \\| r=16 second try | 6 |")
+    saved = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert saved["systems"][0]["name"] == "lora | r=16\nsecond try"  # the data keeps the name as given

@@ -79,6 +79,13 @@ MALFORMED = {
     "csv blank question": ("a.csv", 'id,question\n1,ok\n2,\n', [":3:", "field 'question'", "blank"]),
     "csv duplicate ids": ("a.csv", 'id,question\n1,a\n"1",b\n', [":3:", "duplicate id '1'"]),
     "unknown extension": ("a.txt", "question\n", ["unknown file type '.txt'"]),
+    # regression: a 17M-token question passed validate and failed the teacher's request mid-run
+    "too long with its description": ("a.jsonl", '{"question": "ok"}\n' + json.dumps(
+        {"question": "失眠", "description": "描" * 20_000}, ensure_ascii=False) + "\n",
+        [":2:", "field 'description'", "question and description are 20,002 characters together, over the limit of "
+         "20,000"]),
+    "too long question in csv": ("a.csv", "id,question\n1,ok\n2," + "q" * 20_001 + "\n",
+                                 [":3:", "field 'question'", "20,001 characters together, over the limit of 20,000"]),
 }
 
 
@@ -102,6 +109,14 @@ def test_validate_cli_reports_malformed_input_without_traceback(tmp_path, capsys
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"cbt-llm validate: error: {path}") and pieces[-1] in captured.err
+
+
+def test_an_input_up_to_the_length_bound_is_read(tmp_path):
+    from cbt_llm.data.sources import MAX_INPUT_CHARS
+
+    row = {"question": "问" * 100, "description": "描" * (MAX_INPUT_CHARS - 100)}
+    path = write(tmp_path, "q.jsonl", json.dumps(row, ensure_ascii=False) + "\n")
+    assert len(read_questions(path)[0].description) == MAX_INPUT_CHARS - 100
 
 
 def test_missing_file(tmp_path):

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,61 @@ def test_num_processes_2_trains_two_data_parallel_workers_on_cpu(cli, tmp_path, 
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     first = next(entry for entry in history if "loss" in entry)
     assert first["step"] == 1 and first["epoch"] == pytest.approx(1 / -(-rows // 8), rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- `cbt-llm train --help`
+def test_train_help_is_short_names_the_recipes_and_points_to_every_option(capsys):
+    from cbt_llm.cli import main
+
+    assert main(["train", "--help"]) == 0
+    short = capsys.readouterr().out
+    assert short.splitlines()[0] == "usage: cbt-llm train --config RECIPE [--FIELD VALUE ...]"
+    assert len(short.splitlines()) < 50 and "--per_device_train_batch_size" not in short
+    assert all(f"  {name} " in short for name in shipped_recipes()) and "--config RECIPE" in short
+    assert short.rstrip().endswith("cbt-llm train --help-all")
+    assert main(["train", "-h"]) == 0 and capsys.readouterr().out == short
+    assert main(["train", "--config", "tiny-cpu", "--help-all"]) == 0
+    full = capsys.readouterr().out
+    assert full.startswith(short) and "--per_device_train_batch_size" in full and len(full.splitlines()) > 500
+
+
+# ------------------------------------------- transformers' deprecated gradient-checkpointing names, nowhere
+CHECKPOINTING_FUTURE_WARNING = r".*`(is_)?gradient_checkpointing\w*` is deprecated"
+
+
+@pytest.mark.parametrize("flags", [("--config", "tiny-cpu"), ("--config", "tiny-demo"), ("--use_cpu", "true"),
+                                   ("--config", "qwen2.5-7b-instruct-lora", "--use_cpu", "--bf16", "false"),
+                                   ("--config", "tiny-cpu", "--activation_checkpointing", "false")])
+def test_parsing_a_recipe_uses_only_the_new_checkpointing_names(flags):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", CHECKPOINTING_FUTURE_WARNING, FutureWarning)
+        _, training, _ = parse_args(list(flags))
+    # TRL's default (on) under its new name, unless the recipe or a flag says otherwise
+    assert training.activation_checkpointing == ("--activation_checkpointing" not in flags)
+
+
+def test_the_old_checkpointing_name_still_works_and_is_the_only_one_warned_about():
+    with pytest.warns(FutureWarning, match="`gradient_checkpointing` is deprecated"):
+        _, training, _ = parse_args(["--config", "tiny-cpu", "--gradient_checkpointing", "false"])
+    assert training.activation_checkpointing is False
+
+
+def test_loading_an_adapter_and_building_the_trainer_warn_nothing_about_checkpointing(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from cbt_llm.models.loading import load_model_and_tokenizer
+    from cbt_llm.models.tiny import tiny_model_path
+    from cbt_llm.training.train import build_trainer
+
+    with warnings.catch_warnings():  # making the adapter here is not what is checked
+        warnings.simplefilter("ignore")
+        lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path()),
+                              LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    lora.save_pretrained(tmp_path / "adapter")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", CHECKPOINTING_FUTURE_WARNING, FutureWarning)
+        model, _ = load_model_and_tokenizer(adapter=str(tmp_path / "adapter"), device="cpu")
+        trainer = build_trainer(*parse_args(["--config", "tiny-cpu", "--output_dir", str(tmp_path / "out"),
+                                             "--max_steps", "1", "--report_to", "none"]))
+    assert type(model).__name__ == "PeftModelForCausalLM" and trainer.args.activation_checkpointing

@@ -15,7 +15,15 @@ from cbt_llm.app.space import export_space
 from cbt_llm.app.texts import LANGUAGES, notice_html, ui
 from cbt_llm.chat import notice
 
-__all__ = ["AppConfig", "app_main", "build_app", "export_space", "launch_app"]
+__all__ = ["APP_CSS", "AppConfig", "app_main", "build_app", "export_space", "launch_app"]
+
+# The report table has up to 20 columns: a compact cell keeps each figure on one line (it fits at 1400 px),
+# and a page narrower than the table scrolls it sideways instead of breaking numbers between digits.
+APP_CSS = """
+#report-table table { display: block; max-width: 100%; overflow-x: auto; font-size: var(--text-sm); }
+#report-table th, #report-table td { padding: 5px 6px; overflow-wrap: normal; word-break: normal; }
+#report-table td { white-space: nowrap; }
+"""
 
 
 def build_app(config: AppConfig | None = None, backend=None, model_guard: Callable | None = None):
@@ -46,7 +54,7 @@ def build_app(config: AppConfig | None = None, backend=None, model_guard: Callab
                               min_width=220, elem_id="cbt-language")
         banner = gr.HTML(notice_html(language), elem_id="cbt-notice-box")
         with gr.Tabs():
-            add_chat_tab(gr, chat, backend.describe() if backend is not None else None, switch)
+            add_chat_tab(gr, chat, backend.describe(public=True) if backend is not None else None, switch)
             add_dataset_tab(gr, records, switch)
             add_report_tab(gr, config.report_dir, switch)
 
@@ -61,10 +69,18 @@ def build_app(config: AppConfig | None = None, backend=None, model_guard: Callab
 def launch_app(app, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
     """Serve the app with what it promises: loopback unless ``host`` (or ``$GRADIO_SERVER_NAME``, as on a Space)
     says otherwise, a public link only when ``share`` is asked for, and no record of the conversations:
-    Gradio's run history (which keeps every call's inputs and outputs) and traffic monitoring are off."""
+    Gradio's run history (which keeps every call's inputs and outputs) and traffic monitoring are off.
+    The page's own style (:data:`APP_CSS`) goes with it."""
     return app.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, show_error=True, run_history=False,
-        enable_monitoring=False, **kwargs)
+        enable_monitoring=False, css=APP_CSS, **kwargs)
+
+
+def serving_line(app, share: bool) -> str:
+    """What ``cbt-llm app`` prints once the page is up: where it is, how to stop it, and (without a public
+    link) the flag that makes one, in place of Gradio's advice about ``launch()``."""
+    where = app.local_url + (f" and {app.share_url}" if getattr(app, "share_url", None) else "")
+    return f"cbt-llm app: serving on {where} (Ctrl-C stops it" + ("" if share else "; --share adds a public link") + ")"
 
 
 def app_main(config: AppConfig) -> str:
@@ -75,5 +91,9 @@ def app_main(config: AppConfig) -> str:
         return (f"wrote the Space folder {folder} (app.py, requirements.txt, README.md); push it with "
                 f"`hf upload YOUR_NAME/SPACE_NAME {folder} --repo-type space`")
     print(notice(config.language), flush=True)  # in the terminal too, before anything slow
-    launch_app(build_app(config), config.host, config.port, config.share)
+    app = build_app(config)
+    # quiet: Gradio's start-up lines speak to Python callers ("set `share=True` in `launch()`"); ours to the CLI
+    launch_app(app, config.host, config.port, config.share, quiet=True, prevent_thread_lock=True)
+    print(serving_line(app, config.share), flush=True)
+    app.block_thread()  # until Ctrl-C
     return "app stopped"

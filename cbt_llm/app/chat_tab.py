@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
-from cbt_llm.app.texts import ui
+from cbt_llm.app.texts import shown_as_text, ui
 from cbt_llm.chat import history_budget, respond_stream
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.errors import CbtLlmError
@@ -76,13 +76,16 @@ def add_chat_tab(gr, chat: GuardedChat | None, description: str | None, language
     """The chat tab (call inside ``gr.Blocks``): conversation, input, send and reset.
 
     ``language`` is the page's language switch. The send event is the API endpoint ``/chat``
-    (``message -> conversation``, streaming) and reset is ``/reset``, for ``gradio_client``.
+    (``message -> conversation``, streaming) and reset is ``/reset``, for ``gradio_client``. Every message
+    is shown as text (:func:`~cbt_llm.app.texts.shown_as_text`: no HTML, no image, links only for web
+    addresses), so ``/chat`` returns it in that escaped form; the session keeps the words as they were.
     """
     text = ui(language.value)
     with gr.Tab(text["chat_tab"], id="chat") as tab:
         status = gr.Markdown(text["model"].format(what=description) if chat else text["no_model"],
                              elem_id="chat-model")
-        chatbot = gr.Chatbot(label=text["chatbot"], height=460, elem_id="chatbot")
+        chatbot = gr.Chatbot(label=text["chatbot"], height=460, elem_id="chatbot", latex_delimiters=[],
+                             allow_tags=False)  # the messages are shown as text: see shown_as_text
         with gr.Row():
             box = gr.Textbox(placeholder=text["input"], show_label=False, scale=5, elem_id="chat-input",
                              interactive=chat is not None)
@@ -93,7 +96,7 @@ def add_chat_tab(gr, chat: GuardedChat | None, description: str | None, language
 
     def turn(message, past, lang):
         for shown, left in chat.turn(message, past, lang):
-            yield shown, shown, left
+            yield shown_as_text(shown), shown, left  # the page shows text; the session keeps what was said
 
     def clear():
         return [], [], ""

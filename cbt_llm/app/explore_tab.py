@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cbt_llm.app.texts import ui
+from cbt_llm.app.texts import text_markdown, ui
 from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, STEP_KEYS
 from cbt_llm.errors import CbtLlmError, first_line
 from cbt_llm.steps import (
@@ -114,16 +114,22 @@ def record_choices(records: list[dict]) -> list[tuple[str, int]]:
 
 
 def render_record(record: dict | None, language: str) -> tuple[str, list[tuple[str, str | None]]]:
-    """The record's header as Markdown and its answer as HighlightedText pieces labelled with step names."""
+    """The record's header as Markdown and its answer as HighlightedText pieces labelled with step names.
+
+    The record's own text is shown as text (:func:`~cbt_llm.app.texts.text_markdown`): no HTML or image in
+    a question, keyword or label takes effect.
+    """
     text = ui(language)
     if record is None:
         return text["no_match"], []
     segments, from_record = answer_segments(record)
-    keywords = "、".join(record.get("keywords") or []) or "-"
+    keywords = "、".join(map(str, record.get("keywords") or [])) or "-"
     distortions = ", ".join(distortion_name(d, language) for d in record.get("distortions") or []) or "-"
-    header = (f"### {record.get('question') or ''}\n\n{record.get('description') or ''}\n\n"
-              f"**{text['keywords']}:** {keywords} · **{text['distortions']}:** {distortions} · "
-              f"**{text['split']}:** {record.get('split', '-')} · `{record.get('id')}`\n\n"
+    question, split, record_id = (text_markdown(" ".join(str(record.get(key) or "").split()))  # one line each
+                                  for key in ("question", "split", "id"))
+    header = (f"### {question}\n\n{text_markdown(str(record.get('description') or ''))}\n\n"
+              f"**{text['keywords']}:** {text_markdown(keywords)} · **{text['distortions']}:** "
+              f"{text_markdown(distortions)} · **{text['split']}:** {split or '-'} · {record_id}\n\n"
               f"_{text['steps_from_record'] if from_record else text['steps_detected']}_")
     return header, [(piece, step_label(key, language) if key else None) for piece, key in segments]
 
@@ -155,7 +161,7 @@ def add_dataset_tab(gr, records: list[dict], language) -> None:
         pick = gr.Dropdown(record_choices(records), value=0 if records else None, label=text["record"],
                            elem_id="explore-record")
         header, segments = render_record(records[0] if records else None, language.value)
-        head = gr.Markdown(header, elem_id="explore-header")
+        head = gr.Markdown(header, elem_id="explore-header", latex_delimiters=[])
         answer = gr.HighlightedText(segments, label=text["answer"], show_legend=True, combine_adjacent=True,
                                     color_map=_colour_map(language.value), elem_id="explore-answer")
 

@@ -2,20 +2,27 @@
 
 It holds ``app.py`` (builds the same app with ``build_app`` from the same :class:`AppConfig`, less how
 this machine serves it), ``requirements.txt`` and a ``README.md`` whose YAML header configures the
-Space. Local folders (adapter, base model, dataset, report) are copied in and referred to relative to
-``app.py``; Hub ids are kept as they are. No key is ever written: a served model's key is read on the
-Space from the secret named by ``api_key_env``.
+Space. Local folders (adapter, base model, dataset, report) are copied in through the filter ``push``
+uses (``cbt_llm.hub.files``: no symbolic link, hidden file, checkpoint or trainer state; an adapter's
+card, config and run files without this machine's paths) and referred to relative to ``app.py``; Hub
+ids are kept as they are. No key is ever written: a served model's key is read on the Space from the
+secret named by ``api_key_env``, and a ``base_url`` that carries one is refused.
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 from cbt_llm.app.config import SERVING_FIELDS, AppConfig
 from cbt_llm.chat import notice
 from cbt_llm.errors import CbtLlmError
+
+if TYPE_CHECKING:
+    from cbt_llm.hub.files import Plan
 
 APP_PY = '''"""CBT-LLM web app: chat behind the crisis guard and a dataset explorer (written by `cbt-llm app --export_space`)."""
 
@@ -68,6 +75,10 @@ information with crisis lines and the model is not asked. Nothing is logged.
 
 
 PLACED = {"adapter": "adapter", "model_name_or_path": "model", "dataset": "dataset", "report_dir": "report"}
+# Files of a copied folder that name this machine's paths (an evaluation's dataset, prediction files, adapter).
+RUN_FILES = ("report.json",)
+# Query parameters that carry a credential (api-key, access_token, sig, ...): a base_url with one is refused.
+CREDENTIAL_PARAMETER = re.compile(r"key|token|secret|passw|auth|sig|credential|code", re.IGNORECASE)
 
 
 def export_space(config: AppConfig, *, title: str = "CBT-LLM") -> Path:
@@ -78,29 +89,64 @@ def export_space(config: AppConfig, *, title: str = "CBT-LLM") -> Path:
 
     if not config.export_space:
         raise CbtLlmError("name the Space folder to write: --export_space DIR")
+    check_base_url(config.base_url)
     output = Path(config.export_space).expanduser()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise CbtLlmError(f"{output}: the Space folder must be empty or new")
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    (output / "app.py").write_text(APP_PY.replace("{arguments}", _app_arguments(config, output)), encoding="utf-8")
+    try:
+        arguments = _app_arguments(config, output)
+    except BaseException:  # a refused folder: leave the Space folder as it was (empty or absent), so a rerun works
+        _empty(output, remove=created)
+        raise
+    (output / "app.py").write_text(APP_PY.replace("{arguments}", arguments), encoding="utf-8")
     (output / "requirements.txt").write_text(f"cbt-llm[app]=={__version__}\n", encoding="utf-8")
     served = f"at {config.base_url}" if config.base_url else f"`{config.model}`"
     secret = (f"\nThe served model {served} needs its API key as the Space secret `{config.api_key_env}` "
               "(Settings, Variables and secrets).\n") if config.model else ""
     (output / "README.md").write_text(README.format(
         title=title, gradio_version=gradio.__version__, what=_chat_model(config), secret=secret,
-        data=f"the dataset `{config.dataset}`" if config.dataset else "the bundled sample of the CBT QA dataset",
+        data=f"the dataset {_named(config, 'dataset')}" if config.dataset else "the bundled sample of the CBT QA dataset",
         notice_zh=notice("zh"), notice_en=notice("en")), encoding="utf-8")
     return output
+
+
+def _empty(folder: Path, *, remove: bool) -> None:
+    """Delete what an export wrote into ``folder`` and, with ``remove``, the folder itself."""
+    import shutil
+
+    for child in folder.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if remove:
+        folder.rmdir()
+
+
+def check_base_url(base_url: str | None) -> None:
+    """Refuse a ``base_url`` that carries a credential (``user:key@``, ``?api-key=``): the Space would publish it."""
+    if not base_url:
+        return
+    parts = urlsplit(base_url)
+    if parts.username or parts.password or any(CREDENTIAL_PARAMETER.search(name)
+                                               for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        raise CbtLlmError("--base_url carries a credential (user:key@ or a key in the query), which the Space folder "
+                          "would publish: give the URL without it, and the key as the Space secret named by "
+                          "--api_key_env")
 
 
 def _chat_model(config: AppConfig) -> str:
     """What the Space's card says the chat talks to."""
     if config.adapter:
-        return f"adapter `{config.adapter}`"
-    if config.model_name_or_path or config.model:
-        return f"model `{config.model_name_or_path or config.model}`"
-    return "no model (explorer only)"
+        return f"adapter {_named(config, 'adapter')}"
+    if config.model_name_or_path:
+        return f"model {_named(config, 'model_name_or_path')}"
+    return f"model `{config.model}`" if config.model else "no model (explorer only)"
+
+
+def _named(config: AppConfig, field: str) -> str:
+    """How the Space's card names a setting: a local folder by its copy in the Space, never by its path here."""
+    value = getattr(config, field)
+    return f"`{PLACED[field]}/` (in this Space)" if Path(value).expanduser().exists() else f"`{value}`"
 
 
 def _app_arguments(config: AppConfig, output: Path) -> str:
@@ -110,13 +156,16 @@ def _app_arguments(config: AppConfig, output: Path) -> str:
         value = getattr(config, field.name)
         if field.name in SERVING_FIELDS or value == field.default:
             continue
-        expression = _place(value, output, PLACED[field.name]) if field.name in PLACED else repr(value)
+        expression = _place(value, output, PLACED[field.name], config) if field.name in PLACED else repr(value)
         lines.append(f"\n    {field.name}={expression},")
     return "".join(lines) + ("\n" if lines else "")
 
 
-def _place(source: str | Path | None, output: Path, name: str) -> str:
-    """The app.py expression for a path or id: a local folder is copied into the Space and named relative to app.py."""
+def _place(source: str | Path | None, output: Path, name: str, config: AppConfig) -> str:
+    """The app.py expression for a path or id: a local folder is copied into the Space (what ``push`` would
+    publish of it) and named relative to app.py."""
+    from cbt_llm.hub.files import folder_plan, write_plan
+
     if source is None:
         return "None"
     path = Path(source).expanduser()
@@ -124,5 +173,36 @@ def _place(source: str | Path | None, output: Path, name: str) -> str:
         return repr(str(source))  # a Hub id (or a name such as cbt_qa) works the same on the Space
     if not path.is_dir():
         raise CbtLlmError(f"{path}: expected a folder (adapter, dataset or report) or a Hub id")
-    shutil.copytree(path, output / name)
+    files = _adapter_files(path, config) if name == "adapter" else folder_plan(path, run_files=RUN_FILES)
+    write_plan(files, output / name)
     return f"_here({name!r})"
+
+
+def _adapter_files(folder: Path, config: AppConfig) -> Plan:
+    """The adapter as ``push`` would publish it (card for the Space's ``adapter`` folder), on a base the Space loads."""
+    from cbt_llm.cards import adapter_card_for_hub
+    from cbt_llm.hub.client import hub_endpoint, is_local_model
+    from cbt_llm.hub.files import adapter_plan, read_adapter_config
+
+    base = read_adapter_config(folder).get("base_model_name_or_path") or None
+    if base and is_local_model(base):
+        base = _space_base_model(base, config)
+    return adapter_plan(folder, base_model=base, card_fn=adapter_card_for_hub,
+                        card_base_model=None if base is None or is_local_model(base) else base, repo_id="adapter",
+                        dataset_repo_id=None, endpoint=hub_endpoint())
+
+
+def _space_base_model(base: str, config: AppConfig) -> str:
+    """What an adapter's ``base_model_name_or_path`` says on the Space when it names a local model here."""
+    from cbt_llm.hub.client import looks_like_local_path
+    from cbt_llm.models.tiny import random_model_name
+
+    if config.model_name_or_path:  # app.py names the base itself; the copied folder, or the Hub id
+        local = looks_like_local_path(config.model_name_or_path)
+        return f"./{PLACED['model_name_or_path']}" if local else config.model_name_or_path
+    named = random_model_name(base) or (base if not looks_like_local_path(base) else None)
+    if named is None:
+        raise CbtLlmError(f"the adapter's base model is {base}, a folder on this machine that the Space cannot load "
+                          "and whose path it would publish: pass --model_name_or_path with the base model's Hub id "
+                          "(or its folder, to copy it into the Space)")
+    return named

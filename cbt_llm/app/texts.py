@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from cbt_llm.chat import notice
 
 LANGUAGES = {"中文": "zh", "English": "en"}  # the switch's choices: label -> language
@@ -76,3 +78,46 @@ def notice_html(language: str) -> str:
     """The not-a-substitute notice with crisis lines, as the banner that stays at the top of every tab."""
     return (f'<div id="cbt-notice" role="note" style="border:2px solid #c0392b;border-radius:8px;padding:10px 14px;'
             f'background:#fdecea;color:#1f1f1f;font-size:15px;line-height:1.5">{notice(language)}</div>')
+
+
+# ---------------------------------------------------------------------------------- text on the page
+URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_MARKUP = re.compile(r"[\\`<~\[]|&(?=#?\w+;)")  # what would make Markdown show something else than the text
+_URL_TAIL = ".,:;!?'\"*"
+
+
+def _url_end(url: str) -> str:
+    """``url`` without the punctuation a sentence puts after it (a closing bracket only when it is unbalanced)."""
+    while url:
+        last = url[-1]
+        if last in _URL_TAIL or (last == ")" and url.count(")") > url.count("(")) \
+                or (last == "]" and url.count("]") > url.count("[")):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def _escaped(text: str) -> str:
+    return _MARKUP.sub(lambda match: "\\" + match.group(), text)
+
+
+def text_markdown(text: str) -> str:
+    """Markdown that shows ``text`` as it is written: no HTML, image, link, code or fence of its own takes
+    effect (``<``, ``[``, backticks, ``~``, ``\\`` and entities are escaped; emphasis and lists still render),
+    and each http(s) URL becomes a link that shows where it goes and ends where the URL does (ASCII only: a
+    full-width bracket after it stays outside)."""
+    parts, cursor = [], 0
+    for match in URL.finditer(text):
+        url = _url_end(match.group())
+        if not url.partition("://")[2]:
+            continue
+        parts += [_escaped(text[cursor:match.start()]), f"<{url}>"]
+        cursor = match.start() + len(url)
+    parts.append(_escaped(text[cursor:]))
+    return "".join(parts)
+
+
+def shown_as_text(messages: list[dict]) -> list[dict]:
+    """The chat's messages for the page: each one's text through :func:`text_markdown`."""
+    return [{**message, "content": text_markdown(message["content"])} for message in messages]

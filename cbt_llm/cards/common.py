@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
 
 
 def template_path(folder: str, name: str) -> Path:
@@ -29,3 +32,10 @@ def replace_section(text: str, section: str, start: str, end: str, before: str |
     if before and before in text:
         return text.replace(before, f"\n{section}\n{before}", 1)
     return f"{text.rstrip()}\n\n{section}\n"
+
+
+def table_cell(value: object) -> str:
+    """``value`` as the text of one Markdown table cell: ``|`` escaped and line breaks made spaces, so that a
+    system name, model name or label cannot split its row or end the table (GFM reads ``\\|`` as ``|``, in
+    code spans too)."""
+    return _LINE_BREAKS.sub(" ", str(value)).replace("|", "\\|")

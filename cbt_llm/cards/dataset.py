@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from cbt_llm import __version__
-from cbt_llm.cards.common import template_path
+from cbt_llm.cards.common import table_cell, template_path
 from cbt_llm.crisis import crisis_resources
 from cbt_llm.data.prompts import (
     CBT_STEPS,
@@ -116,6 +116,8 @@ def render_dataset_card(inputs: dict[str, Any], repo_id: str | None = None) -> s
     from huggingface_hub import DatasetCard
 
     variables = {k: v for k, v in inputs.items() if k not in ("splits", "license")}
+    for table in ("models", "prompt_versions", "distortions"):  # names that go into table cells
+        variables[table] = [(table_cell(name), n) for name, n in inputs[table]]
     card = DatasetCard.from_template(
         _card_data(inputs),
         template_path=str(template_path("dataset_cards", "cbt_qa.md")),

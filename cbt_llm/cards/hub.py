@@ -38,6 +38,10 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
     """
     from huggingface_hub import ModelCard
 
+    from cbt_llm.hub.client import is_local_model
+
+    if base_model and is_local_model(base_model):
+        base_model = None  # no Hub page to link (cbt-llm's random models are made locally)
     if not card_text or not card_text.strip():
         card_text = (f"---\n---\n\n# {repo_id.split('/')[-1]}\n\nA LoRA adapter trained with cbt-llm on CBT-structured "
                      "mental-health QA. It is a research artifact, not a clinical tool.\n")
@@ -53,14 +57,15 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
 
 
 def _set_hub_metadata(data: Any, base_model: str | None, dataset_repo_id: str | None) -> None:
-    """``library_name: peft``, the base model's Hub id (never a local path) and the dataset repo in ``datasets``."""
-    from cbt_llm.hub.client import looks_like_local_path
+    """``library_name: peft``, the base model's Hub id (never a local path or model) and the dataset repo in
+    ``datasets``."""
+    from cbt_llm.hub.client import is_local_model
 
     data.library_name = "peft"
     if base_model:
         data.base_model = base_model
-    elif isinstance(data.base_model, str) and looks_like_local_path(data.base_model):
-        data.base_model = None  # a path on the training machine means nothing on the Hub
+    elif isinstance(data.base_model, str) and is_local_model(data.base_model):
+        data.base_model = None  # a path or a model made on the training machine means nothing on the Hub
     if dataset_repo_id:
         datasets = data.datasets or []
         datasets = [datasets] if isinstance(datasets, str) else list(datasets)

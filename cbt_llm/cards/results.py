@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cbt_llm.cards.common import replace_section
+from cbt_llm.cards.common import replace_section, table_cell
 from cbt_llm.errors import CbtLlmError
 
 CARD_START, CARD_END = "<!-- cbt-llm evaluate: start -->", "<!-- cbt-llm evaluate: end -->"
@@ -33,7 +33,8 @@ def _results_section(results: dict[str, float], dataset_id: str, split: str, n: 
     section = [CARD_START, "## Evaluation results", "",
                f"On `{dataset_id}`, split `{split}`" + (f" ({n} questions)" if n else "") + ", scored by `cbt-llm evaluate`:",
                "", "| Metric | Value |", "|---|---|"]
-    section += [f"| {METRIC_INFO[k][0]} ({METRIC_INFO[k][2]}) | {format_figure(k, v)} |" for k, v in results.items()
+    section += [f"| {table_cell(f'{METRIC_INFO[k][0]} ({METRIC_INFO[k][2]})')} | {format_figure(k, v)} |"
+                for k, v in results.items()
                 if k in METRIC_INFO and v is not None]
     args = {k: a for k, a in metric_args.items() if k in results}
     if args:

@@ -11,11 +11,12 @@ and openai are imported when a back-end is built, so ``import cbt_llm.chat`` sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 from cbt_llm.config import option
 from cbt_llm.engine.config import ServerConfig
-from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, estimate_tokens
+from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, api_errors, estimate_tokens
 from cbt_llm.errors import CbtLlmError, first_line
 from cbt_llm.models.loading import MODEL_NAME_OR_PATH_HELP
 
@@ -151,11 +152,15 @@ class LocalBackend:
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]
         self.context_tokens = context_tokens or (min(limits) if limits else 2048)
 
-    def describe(self) -> str:
-        """What the page and the terminal name the model by."""
+    def describe(self, public: bool = False) -> str:
+        """What the terminal names the model by; ``public`` (the web page) shows folder names, not local paths."""
+        def name(path: str) -> str:
+            return Path(path).name if public and Path(path).exists() else path
+
         if self.adapter:
-            return f"adapter {self.adapter}" + (f" on {self.model_name_or_path}" if self.model_name_or_path else "")
-        return f"model {self.model_name_or_path}"
+            return f"adapter {name(self.adapter)}" + (f" on {name(self.model_name_or_path)}"
+                                                     if self.model_name_or_path else "")
+        return f"model {name(self.model_name_or_path)}"
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -214,7 +219,10 @@ class EndpointBackend:
 
     The key comes from the environment variable ``api_key_env`` (default:
     :data:`~cbt_llm.engine.endpoints.DEFAULT_API_KEY_ENV`), never from an argument; a local server
-    given by ``base_url`` gets a placeholder when the variable is unset. The tokenizer is not known here, so history is trimmed with :func:`estimate_tokens` (one
+    given by ``base_url`` gets a placeholder when the variable is unset. A failure is one
+    ``CbtLlmError`` line from :func:`~cbt_llm.engine.endpoints.api_errors`, with the key scrubbed as
+    everywhere else (a server that echoes it in a 401 does not put it on the page, the terminal or a trace).
+    The tokenizer is not known here, so history is trimmed with :func:`estimate_tokens` (one
     token per CJK character and 1.3 per other word) against ``context_tokens`` (default
     :data:`ENDPOINT_CONTEXT_TOKENS`).
     """
@@ -222,21 +230,19 @@ class EndpointBackend:
     def __init__(self, model: str, base_url: str | None = None, settings: GenerationSettings | None = None, *,
                  api_key_env: str = DEFAULT_API_KEY_ENV, context_tokens: int | None = None, timeout: float = 120.0,
                  max_retries: int = 2):
-        import openai
-
         from cbt_llm.engine.endpoints import openai_client, resolve_api_key
 
-        self._openai = openai
         self.model, self.base_url = model, base_url
         self.settings = settings or GenerationSettings()
         self.context_tokens = context_tokens or ENDPOINT_CONTEXT_TOKENS
         self.calls = 0
         self._response = None
-        self._client = openai_client(base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout,
-                                     max_retries=max_retries)
+        self._api_key = resolve_api_key(api_key_env, base_url)  # kept only to scrub it from error text
+        self._client = openai_client(base_url, api_key=self._api_key, timeout=timeout, max_retries=max_retries)
 
-    def describe(self) -> str:
-        return f"model {self.model}" + (f" at {self.base_url}" if self.base_url else "")
+    def describe(self, public: bool = False) -> str:
+        """The served model's name, and where it is served unless ``public`` (the web page: no server address)."""
+        return f"model {self.model}" + (f" at {self.base_url}" if self.base_url and not public else "")
 
     count_tokens = staticmethod(estimate_tokens)
 
@@ -249,7 +255,7 @@ class EndpointBackend:
                 pass
 
     def __call__(self, messages: list[dict]) -> Iterator[str]:
-        openai, settings = self._openai, self.settings
+        settings = self.settings
         options = {"max_tokens": settings.max_new_tokens, "temperature": settings.temperature}
         if settings.top_p is not None:
             options["top_p"] = settings.top_p
@@ -257,18 +263,14 @@ class EndpointBackend:
             options["seed"] = settings.seed
         self.calls += 1
         try:
-            self._response = stream = self._client.chat.completions.create(
-                model=self.model, messages=messages, stream=True, **options)
-            for event in stream:
-                if event.choices:
-                    text = event.choices[0].delta.content
-                    if text:
-                        yield text
-        except openai.APIStatusError as err:
-            message = err.message if isinstance(getattr(err, "message", None), str) else first_line(err)
-            raise CbtLlmError(f"{self.describe()}: HTTP {err.status_code}: {message}") from None
-        except openai.APIError as err:  # connection errors, timeouts, a broken stream
-            raise CbtLlmError(f"{self.describe()}: {first_line(err)}") from None
+            with api_errors(self.describe(), self._api_key):  # HTTP errors, connection errors, a broken stream
+                self._response = stream = self._client.chat.completions.create(
+                    model=self.model, messages=messages, stream=True, **options)
+                for event in stream:
+                    if event.choices:
+                        text = event.choices[0].delta.content
+                        if text:
+                            yield text
         finally:
             self.stop()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -29,6 +30,11 @@ UI = {
            "bye": "chat ended ({turns} turns)"},
 }
 TRACE_ENV = "CBT_LLM_CHAT_TRACE"  # a file: one JSON line per turn (risk, whether and how the model was called)
+# Terminal escape sequences (ECMA-48): CSI, the string commands OSC/DCS/SOS/PM/APC, then any other ESC pair.
+ESCAPE_SEQUENCE = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c]*"
+                             r"(?:\x07|\x1b\\|\x9c)|\x1b[ -/]*[0-OQ-WYZ\\`-~]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline (so also CR and ESC), DEL, C1
+HELD_BACK = 256  # at most this much of an unfinished escape sequence waits for the next chunk
 
 
 @dataclass(kw_only=True)
@@ -45,6 +51,32 @@ class ChatConfig(ChatModelConfig):
         super().__post_init__()
         if not (self.adapter or self.model_name_or_path or self.model):
             raise CbtLlmError("give --adapter DIR|REPO, --model_name_or_path MODEL, or --base_url URL --model NAME")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences and control characters removed, newlines and
+    tabs kept (a model cannot move the cursor, recolour, retitle the window or write the clipboard)."""
+    return CONTROL.sub("", ESCAPE_SEQUENCE.sub("", text.replace("\r\n", "\n")))
+
+
+class TerminalText:
+    """:func:`printable` for a stream: an escape sequence cut between two chunks is held back until it is whole."""
+
+    def __init__(self):
+        self.pending = ""
+
+    def feed(self, chunk: str) -> str:
+        """The printable part of what has come so far."""
+        text, self.pending = self.pending + chunk, ""
+        start = max(text.rfind("\x1b"), *(text.rfind(c) for c in "\x90\x98\x9b\x9d\x9e\x9f"))
+        if start >= 0 and len(text) - start <= HELD_BACK and not ESCAPE_SEQUENCE.match(text, start):
+            text, self.pending = text[:start], text[start:]
+        return printable(text)
+
+    def flush(self) -> str:
+        """What was held back, made printable (an unfinished sequence loses its control characters)."""
+        text, self.pending = self.pending, ""
+        return printable(text)
 
 
 class _Counted:
@@ -122,20 +154,22 @@ class _Terminal:
                      "error": error})
 
     def _show(self, stream, counted: _Counted) -> tuple[bool, str | None]:
-        """Print the chunks; ``(interrupted by Ctrl-C, error text)``."""
+        """Print the chunks as text (:class:`TerminalText`); ``(interrupted by Ctrl-C, error text)``."""
+        text = TerminalText()
         try:
             for chunk in stream:
-                self.out.write(chunk)
+                self.out.write(text.feed(chunk))
                 self.out.flush()
         except KeyboardInterrupt:
             counted.close()
-            self.say()
+            self.say(text.flush())
             self.say(self.ui["stopped"], end="")
             return True, None
         except CbtLlmError as err:
-            self.say()
-            self.say(self.ui["error"].format(error=str(err)), end="")
+            self.say(text.flush())
+            self.say(printable(self.ui["error"].format(error=str(err))), end="")
             return False, str(err)
+        self.say(text.flush(), end="")
         return False, None
 
     def _trace(self, record: dict) -> None:

@@ -52,7 +52,8 @@ def parse_args(argv: Sequence[str]) -> tuple[Command, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; user errors print one line to stderr and exit 1, without a traceback."""
+    """Run one subcommand; user errors (and a run in which every item failed) print one line to stderr and
+    exit 1, without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
         from cbt_llm.training.train import cli_main
@@ -61,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = argv[0] if argv else "cbt-llm"
     try:
         command, args = parse_args(argv)
-        print(command(args))
+        result = command.run(args)
+        print(result if isinstance(result, str) else result.format())
+        failure = getattr(result, "failure", None)  # a run summary says when nothing it asked for came back
+        if callable(failure) and failure():
+            raise CbtLlmError(failure())
     except CbtLlmError as err:
         print(f"cbt-llm {name}: error: {err}", file=sys.stderr)
         return 1

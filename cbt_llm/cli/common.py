@@ -21,11 +21,6 @@ class Command:
     help: str
     description: str | None = None
 
-    def __call__(self, config: Any) -> str:
-        """Run the stage; the text to print is its summary's ``format()`` (or the text it returned)."""
-        result = self.run(config)
-        return result if isinstance(result, str) else result.format()
-
 
 @dataclass(frozen=True)
 class Group:

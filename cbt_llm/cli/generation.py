@@ -13,7 +13,7 @@ from cbt_llm.config import option
 from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV
 from cbt_llm.generation.annotate import AnnotateConfig, annotate
 from cbt_llm.generation.batch import BatchConfig, IngestConfig, PollConfig, ingest, poll, run_batch, submit
-from cbt_llm.generation.generate import GenerateConfig, estimate, generate
+from cbt_llm.generation.generate import Estimate, GenerateConfig, GenerateSummary, estimate, generate
 
 
 @dataclass(kw_only=True)
@@ -25,13 +25,14 @@ class GenerateArguments(BatchConfig):
                          "done, ingest (see also 'cbt-llm batch')")
 
 
-def run_generate(config: GenerateArguments) -> str:
-    """Answer the questions (or estimate the cost with --dry_run, or go through the Batch API with --batch)."""
+def run_generate(config: GenerateArguments) -> Estimate | GenerateSummary:
+    """Answer the questions (or estimate the cost with --dry_run, or go through the Batch API with --batch);
+    the summary's ``failure()`` makes the command exit 1 when every question asked failed."""
     if config.dry_run:
-        return estimate(config).format()
+        return estimate(config)
     if config.batch:
-        return run_batch(config).format()
-    return generate(config).format()
+        return run_batch(config)
+    return generate(config)
 
 
 COMMANDS = (
@@ -39,9 +40,11 @@ COMMANDS = (
             help="answer questions with a teacher model over an OpenAI-compatible API",
             description="Ask the teacher for a CBT answer to every question, concurrently, checking each answer's "
                         "five CBT steps, language and length (re-asking up to --max_asks). Writes one JSON line per "
-                        "question id with status ok, rejected or failed. Safe to kill: run the same command again to "
-                        f"skip what is done and retry what failed. The API key comes from ${DEFAULT_API_KEY_ENV} or "
-                        "the variable named by --api_key_env."),
+                        "question id with status ok, rejected or failed (a question the server refuses, e.g. as too "
+                        "long, fails alone). Safe to kill: run the same command again to skip what is done and retry "
+                        "what failed; an output made with another --model, --prompt or --language is refused. Exits 1 "
+                        "when every question asked failed. The API key comes from "
+                        f"${DEFAULT_API_KEY_ENV} or the variable named by --api_key_env."),
     Group("batch", help="OpenAI Batch API in separate steps: submit, poll, ingest",
           description="submit writes OUT.jsonl.batch-requests.jsonl and submits it (state in OUT.jsonl.batch.json); "
                       "poll checks the batch (--wait until it ends) and downloads the results; ingest checks the "

@@ -6,18 +6,23 @@ module stays free of heavy imports so the generator can use it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cbt_llm.data.prompts import STEP_KEYS
+from cbt_llm.data.prompts import COGNITIVE_DISTORTIONS, STEP_KEYS
 from cbt_llm.data.sources import (
     IdRegistry,
     Location,
+    SourceError,
+    _iter_json_lines,
     iter_json_objects,
+    json_type,
     optional_text,
+    read_text,
     record_id,
     require_text,
     string_list,
@@ -63,6 +68,16 @@ def _source(obj: dict, loc: Location) -> dict[str, Any]:
     return source
 
 
+def _distortions(obj: dict, loc: Location) -> list[str]:
+    """The distortion labels, each a key of the taxonomy (``COGNITIVE_DISTORTIONS``, what ``cbt-llm annotate`` writes)."""
+    labels = list(string_list(obj, "distortions", loc))
+    unknown = [label for label in labels if label not in COGNITIVE_DISTORTIONS]
+    if unknown:
+        raise loc.error(f"unknown label {unknown[0]!r}; expected keys of the taxonomy: "
+                        + ", ".join(COGNITIVE_DISTORTIONS), "distortions")
+    return labels
+
+
 def parse_record(obj: dict, loc: Location) -> tuple[dict[str, Any], str | None]:
     """Validate one record; returns it in the ``default`` schema and why it is dropped (or None)."""
     question = require_text(obj, "question", loc)
@@ -78,7 +93,7 @@ def parse_record(obj: dict, loc: Location) -> tuple[dict[str, Any], str | None]:
         "keywords": list(string_list(obj, "keywords", loc)),
         "response": response,
         "steps": _steps(obj, loc),
-        "distortions": list(string_list(obj, "distortions", loc)),
+        "distortions": _distortions(obj, loc),
         "source": _source(obj, loc),
     }
     if status != "ok":
@@ -101,6 +116,40 @@ def read_records(paths: Iterable[str | Path]) -> RecordSet:
             else:
                 result.dropped[reason] += 1
     return result
+
+
+def iter_json_lines(path: str | Path, torn_hint: str = "") -> Iterator[tuple[Location, dict]]:
+    """The JSON objects of a JSON Lines file whatever its name, each with its location; anything else is a
+    ``SourceError`` naming the file and line: no such file, bad UTF-8, NUL bytes, an empty file, a JSON
+    array, a line that is not one JSON object, or a last line cut off while being written (``torn_hint``
+    is added to that message: how to repair the file)."""
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if body.startswith(b"["):
+        raise SourceError(path, "is a JSON array; expected JSON Lines (one JSON object per line)",
+                          line=data.count(b"\n", 0, len(data) - len(body)) + 1)
+    if data and not data.endswith(b"\n") and not _parses(data.rsplit(b"\n", 1)[-1]):
+        raise SourceError(path, "the last line is cut off (no newline at the end and not a whole JSON object): "
+                                "the file was cut off while being written" + torn_hint, line=data.count(b"\n") + 1)
+    text = read_text(path)
+    if "\x00" in text:
+        raise SourceError(path, "holds NUL bytes (left by a crash or a disk fault); this line is not JSON",
+                          line=text.count("\n", 0, text.index("\x00")) + 1)
+    for loc, value in _iter_json_lines(str(path), text):
+        if not isinstance(value, dict):
+            raise loc.error(f"expected a JSON object, got {json_type(value)}")
+        yield loc, value
+
+
+def _parses(line: bytes) -> bool:
+    """Whether a line is blank or one whole JSON value in UTF-8."""
+    if not line.strip():
+        return True
+    try:
+        json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return False
+    return True
 
 
 def looks_like_records(path: str | Path) -> bool:

@@ -1,7 +1,9 @@
 """Question sources: PsyQA's JSON array, JSON Lines and CSV, read into validated ``Question`` records.
 
 Every error names the file, the line (and array index for JSON arrays) and the field, so a
-bad row in a 20,000-question file is found at once.
+bad row in a 20,000-question file is found at once. A question and its description may hold
+``MAX_INPUT_CHARS`` characters together: a pasted file or log is caught here, not by a teacher
+model answering HTTP 400 after the run has started.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from cbt_llm.errors import CbtLlmError
 
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _KEYWORD_SPLIT = re.compile(r"[,，、;；]")
+# Characters of question + description: 50x PsyQA's longest (about 400), about 20,000 tokens of Chinese,
+# which leaves room for the teacher prompt and a full answer in a 32k-token context.
+MAX_INPUT_CHARS = 20_000
 
 
 class SourceError(CbtLlmError):
@@ -238,6 +243,15 @@ def record_id(obj: dict, loc: Location, question: str, description: str) -> str:
     return hashlib.sha256(f"{question}\n{description}".encode("utf-8")).hexdigest()[:16]
 
 
+def check_input_length(question: str, description: str, loc: Location) -> None:
+    """Refuse a question whose text with its description is over ``MAX_INPUT_CHARS`` characters."""
+    total = len(question) + len(description)
+    if total > MAX_INPUT_CHARS:
+        field = "question" if len(question) > len(description) else "description"
+        raise loc.error(f"question and description are {total:,} characters together, over the limit of "
+                        f"{MAX_INPUT_CHARS:,} (no teacher prompt holds that much); shorten it or leave it out", field)
+
+
 class IdRegistry:
     """Remembers where each id was first seen, to report duplicates with both places."""
 
@@ -257,6 +271,7 @@ def iter_questions(path: str | Path) -> Iterator[Question]:
     for loc, obj in items:
         question = require_text(obj, "question", loc)
         description = optional_text(obj, "description", loc)
+        check_input_length(question, description, loc)
         id_ = record_id(obj, loc, question, description)
         ids.add(id_, loc)
         yield Question(id_, question, description, string_list(obj, "keywords", loc))

@@ -11,8 +11,12 @@ default) and returns the response JSON, taking care of everything a long, paid r
   all throughput settles near the server's limit without a storm of 429s,
 * retries with exponential backoff and full jitter for 5xx, timeouts and dropped connections,
   honouring ``Retry-After`` when a 5xx carries one, with a bounded number of attempts,
-* fatal errors (401/403 key, 404 model or URL, 400/422 bad request, exhausted quota) raise
-  ``FatalAPIError`` at once with a plain message, so the caller stops the run.
+* a request the server refuses as invalid (400, 413, 422: too long for the model's context, a
+  bad field) fails alone at once with the server's message (``RequestFailed``, not retried), so
+  one bad item does not stop a run; only a long streak of them with no success between (a
+  flag that spoils every request) stops it,
+* fatal errors (401/403 key, 404 or unknown model, wrong URL, exhausted quota) raise
+  ``FatalAPIError`` at once with a one-line message, so the caller stops the run.
 
 The API key is only held by the underlying ``openai`` client and is scrubbed from every error
 message. Nothing here imports torch or transformers.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,11 +39,21 @@ from cbt_llm.engine.ratelimit import AdaptiveRateLimiter, parse_retry_after
 
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_MAX_RATE_LIMITED = 50   # 429s one request may see before it fails; the run as a whole slows down first
+DEFAULT_MAX_INVALID_IN_A_ROW = 20  # requests refused as invalid, with no success between, before the run stops
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+INVALID_REQUEST_STATUS = {400, 413, 422}  # this request is refused (too long, a bad field): it fails alone
+MODEL_ERROR_CODES = {"model_not_found", "invalid_model", "model_not_available", "unknown_model"}
+_MODEL_ERROR = re.compile(r"\b(unknown|invalid|unsupported) model\b|\bno such model\b|\bmodel not found\b|"
+                          r"\bmodel\s+(\S+\s+)?(does not exist|not found|is not supported)", re.IGNORECASE)
+MESSAGE_LIMIT = 240  # characters of a server's message kept in a reason or an error
 
 
 class FatalAPIError(CbtLlmError):
-    """An error no retry can fix (bad key, unknown model, bad request): the run stops."""
+    """An error no retry can fix (bad key, unknown model, wrong URL): the run stops."""
+
+    def about(self, item_id: str) -> "FatalAPIError":
+        """The same error naming the item (question id) it was raised for."""
+        return FatalAPIError(f"question {item_id}: {self}")
 
 
 class RequestFailed(Exception):
@@ -82,7 +97,8 @@ class RequestEngine:
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None, timeout: float = 120.0,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, max_rate_limited: int = DEFAULT_MAX_RATE_LIMITED,
-                 backoff_base: float = 0.5, backoff_max: float = 30.0, endpoint: str = "/chat/completions"):
+                 max_invalid_in_a_row: int = DEFAULT_MAX_INVALID_IN_A_ROW, backoff_base: float = 0.5,
+                 backoff_max: float = 30.0, endpoint: str = "/chat/completions"):
         import openai
 
         httpx = _httpx()
@@ -98,6 +114,8 @@ class RequestEngine:
         self.timeout = timeout
         self.limiter = AdaptiveRateLimiter(rpm, tpm)
         self.stats = EngineStats()
+        self.max_invalid_in_a_row = max_invalid_in_a_row
+        self._invalid_in_a_row = 0
         self._semaphore = asyncio.Semaphore(concurrency)
         limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
         self._http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=httpx.Timeout(timeout, connect=10.0))
@@ -121,15 +139,13 @@ class RequestEngine:
         return str(self._client.base_url).rstrip("/") + self.endpoint
 
     def _fatal(self, err: Exception, status: int | None) -> FatalAPIError:
-        message = scrub(getattr(err, "message", None) or str(err), self._api_key)
+        message = server_message(err, self._api_key)
         where = self._where()
         if status in (401, 403):
             hint = (f"the server rejected the API key; set it in {DEFAULT_API_KEY_ENV} or name another variable "
                     "with --api_key_env")
-        elif status == 404:
+        elif status == 404 or status in INVALID_REQUEST_STATUS:  # the latter: a 400 naming an unknown model
             hint = "model or endpoint not found; check --model and --base_url"
-        elif status in (400, 422):
-            hint = "the server rejected the request as invalid"
         elif status == 429:
             hint = "quota exhausted; check the account's plan and billing"
         else:
@@ -176,6 +192,7 @@ class RequestEngine:
             self.stats.errors["bad response"] += 1
             return _Retry("response is not a JSON object")
         self.stats.succeeded += 1
+        self._invalid_in_a_row = 0
         usage = body.get("usage") or {}
         prompt_tokens, completion_tokens = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
         self.stats.prompt_tokens += prompt_tokens
@@ -185,15 +202,31 @@ class RequestEngine:
         return body
 
     def _status_error(self, err: Exception, sent_at: float, tries: _Tries) -> _Retry:
-        """An HTTP error answer: a 429 to wait out, a 5xx to retry, or a fatal error raised at once."""
+        """An HTTP error answer: a 429 to wait out, a 5xx to retry, an invalid request that fails alone
+        (``RequestFailed``), or a fatal error raised at once."""
         status = err.status_code
         headers = err.response.headers if err.response is not None else None
         if status == 429 and _error_code(err) != "insufficient_quota":
             return self._rate_limited(sent_at, parse_retry_after(headers), tries)
+        if status in INVALID_REQUEST_STATUS and not _names_unknown_model(err):
+            self._invalid(err, status, tries)
         if status not in RETRYABLE_STATUS or status == 429:
             raise self._fatal(err, status) from None
         self.stats.errors[str(status)] += 1
-        return _Retry(f"HTTP {status}: {scrub(first_line(err), self._api_key)}", parse_retry_after(headers))
+        return _Retry(f"HTTP {status}: {server_message(err, self._api_key)}", parse_retry_after(headers))
+
+    def _invalid(self, err: Exception, status: int, tries: _Tries) -> None:
+        """This request was refused as invalid: it fails now (no retry can change it); a streak of
+        ``max_invalid_in_a_row`` with no success between means every request is refused, and stops the run."""
+        self.stats.errors[str(status)] += 1
+        self.stats.failed += 1
+        self._invalid_in_a_row += 1
+        message = server_message(err, self._api_key)
+        if self._invalid_in_a_row >= self.max_invalid_in_a_row:
+            raise FatalAPIError(f"{self._where()}: HTTP {status}: the server refused {self._invalid_in_a_row} "
+                                f"requests in a row as invalid; check --model, --max_new_tokens and the other "
+                                f"request flags ({message})") from None
+        raise RequestFailed(f"HTTP {status}: {message}", tries.attempts) from None
 
     def _rate_limited(self, sent_at: float, retry_after: float | None, tries: _Tries) -> _Retry:
         """A 429: does not use up an attempt; the limiter decides who waits (``RequestFailed`` after too many)."""
@@ -263,6 +296,30 @@ def _httpx():
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def server_message(err: Exception, secret: str | None = None, limit: int = MESSAGE_LIMIT) -> str:
+    """The server's own message of an ``openai`` error on one line (whitespace folded), the key scrubbed,
+    cut at a word boundary after ``limit`` characters."""
+    body = getattr(err, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else body
+    text = inner.get("message") if isinstance(inner, dict) else inner
+    if not isinstance(text, str) or not text.strip():
+        text = first_line(err, limit=10 * limit)
+    return shorten(scrub(" ".join(text.split()), secret), limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut at the last word boundary before ``limit`` characters, with "..." when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:") + " ..."
+
+
+def _names_unknown_model(err: Exception) -> bool:
+    """Whether a 400/422 says the model is unknown (a fatal error, not one bad request)."""
+    return _error_code(err) in MODEL_ERROR_CODES or bool(_MODEL_ERROR.search(server_message(err)))
 
 
 def _error_code(err: Exception) -> str | None:

@@ -2,8 +2,10 @@
 
 ``resume(output, items, key, stats)`` opens the stage's JSON Lines output (``JsonlStore``) and
 returns the items still to do; ``run_requests(todo, work, store, endpoint, stats)`` sends them
-through one ``RequestEngine`` and appends each record the moment ``work`` returns it; ``RunStats``
-is the common part of every stage's summary. A stage only says how to ask for one item.
+through one ``RequestEngine`` and appends each record the moment ``work`` returns it (a fatal
+error names the question it was raised for); ``RunStats`` is the common part of every stage's
+summary, and its ``failure()`` is the one line the CLI exits 1 with when every item failed. A
+stage only says how to ask for one item.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cbt_llm.engine.client import RequestEngine, for_each
+from cbt_llm.engine.client import FatalAPIError, RequestEngine, for_each
 from cbt_llm.engine.config import EndpointConfig
 from cbt_llm.engine.store import JsonlStore, ResumeState, clean_stale_temp_files
 
@@ -48,6 +50,14 @@ class RunStats:
         self.rate_limit_events = engine.limiter.rate_limit_events
         self.learned_rate = engine.limiter.last_measured
 
+    def failure(self) -> str | None:
+        """One line when the run had items to do and every one of them failed (the CLI exits 1), else None."""
+        failed = self.counts.get("failed", 0)
+        if not failed or failed < sum(self.counts.values()):
+            return None
+        return (f"all {failed} items failed, none came back done; their reasons are in {self.output} "
+                "(the same command again retries them)")
+
 
 class Progress:
     """A tqdm bar on stderr with the status counts; shown only on a terminal."""
@@ -68,6 +78,11 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def item_id(item: Any) -> str:
+    """An item's id for messages: a question's ``id``, a record's ``"id"``, or the item itself (an id)."""
+    return str(item.get("id") if isinstance(item, dict) else getattr(item, "id", item))
 
 
 def resume(output: str | Path, items: list[T], key: Callable[[T], str], stats: RunStats,
@@ -100,7 +115,10 @@ async def run_requests(todo: list[T], work: Callable[[RequestEngine, T], Awaitab
     started = time.monotonic()
 
     async def handle(item: T) -> None:
-        record = await work(engine, item)
+        try:
+            record = await work(engine, item)
+        except FatalAPIError as err:
+            raise err.about(item_id(item)) from None
         store.append(record)
         stats.counts[record.get("status", "ok")] += 1
         bar.update(stats.counts, engine.stats.prompt_tokens + engine.stats.completion_tokens)

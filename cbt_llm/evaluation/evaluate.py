@@ -16,14 +16,15 @@ the report (``cbt_llm.evaluation.report``), and, if asked, one system's numbers 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cbt_llm.cards import update_model_card_with_results
 from cbt_llm.config import DatasetConfig, option, python_only
+from cbt_llm.data.records import iter_json_lines
+from cbt_llm.data.sources import IdRegistry, Location, json_type
 from cbt_llm.errors import CbtLlmError, first_line
 from cbt_llm.evaluation.registry import headline, registered_metrics
 from cbt_llm.evaluation.report import Report, SystemResult, reproducibility, skipped_metrics, write_report
@@ -171,22 +172,53 @@ def load_references(references: str = "test", dataset: str = "cbt_qa",
     path = Path(references).expanduser()
     if path.is_file():
         refs = {}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text = row.get("response", row.get("reference"))
-                if not isinstance(row["id"], str) or not isinstance(text, str):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise CbtLlmError(f"{path}:{number}: expected a JSON object with string 'id' and "
-                                  "'response' (or 'reference')") from None
+        for loc, row in _json_lines(path):
+            text = row.get("response", row.get("reference"))
+            if not isinstance(text, str):
+                raise loc.error("expected a JSON object with string 'id' and 'response' (or 'reference')",
+                                "response" if "response" in row else "reference")
             refs[row["id"]] = text
         return refs
     if "/" in references or references.endswith(".jsonl"):
         raise CbtLlmError(f"{references}: no such references file (or name a split: train, validation, test)")
     return {row["id"]: row["response"] for row in load_split(dataset, references, data_files)}
+
+
+TORN_PREDICTIONS = ("; rerun the same `cbt-llm predict` command: it repairs the file (drops the cut-off line) "
+                    "and answers what is missing")
+
+
+def _json_lines(path: Path, torn_hint: str = "") -> Iterator[tuple[Location, dict]]:
+    """Each object of a JSON Lines file with a string ``id``, once each; anything else is one clear error."""
+    ids = IdRegistry()
+    for loc, row in iter_json_lines(path, torn_hint):
+        if not isinstance(row.get("id"), str):
+            raise loc.error(f"must be a string, got {json_type(row.get('id'))}", "id")
+        if not row["id"].strip():
+            raise loc.error("is blank", "id")
+        ids.add(row["id"], loc)
+        yield loc, row
+
+
+def load_predictions(path: str | Path) -> dict[str, dict]:
+    """The answered lines of a predictions file by id, every line checked: one error (file, line, field) for
+    a line that is not a JSON object, a missing or duplicate id, an ok line without a string ``prediction``,
+    bad UTF-8, NUL bytes, an empty file or a JSON array. Lines predict marked failed are left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise CbtLlmError(f"{path}: no such predictions file")
+    records, failed = {}, 0
+    for loc, row in _json_lines(path, TORN_PREDICTIONS):
+        if row.get("status", "ok") != "ok":
+            failed += 1
+            continue
+        if not isinstance(row.get("prediction"), str):
+            raise loc.error(f"must be a string, got {json_type(row.get('prediction'))}", "prediction")
+        records[row["id"]] = row
+    if not records:
+        raise CbtLlmError(f"{path}: no answers to score: predict marked all {failed} lines failed "
+                          "(rerun the same `cbt-llm predict` command: it retries them)")
+    return records
 
 
 def _shared_ids(refs: dict[str, str], loaded: list[dict[str, dict]], references: str) -> list[str]:
@@ -229,12 +261,11 @@ def _score_system(name: str, path: str, records: dict[str, dict], references: li
 
 def score_systems(config: EvaluateConfig) -> Report:
     """The report's numbers, nothing written yet: every system on the ids all files and the references share."""
-    from cbt_llm.evaluation.predict import read_predictions
     from cbt_llm.evaluation.structure import step_coverage
 
     names = config.system_names()
     refs = load_references(config.references, config.dataset, config.data_files)
-    loaded = [read_predictions(p) for p in config.predictions]
+    loaded = [load_predictions(p) for p in config.predictions]
     ids = _shared_ids(refs, loaded, config.references)
     judged = _judgements_by_system(config.judgements or [])
     ref_texts = [refs[i] for i in ids]

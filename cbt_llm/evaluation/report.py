@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cbt_llm.cards.common import table_cell
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
 from cbt_llm.evaluation.registry import HUNDRED, UNIT, Column, headline, metric_columns, registered_metrics
 
@@ -199,9 +200,11 @@ def _cell(system: SystemResult, key: str) -> str:
 
 
 def _table(report: Report, keys: list[str]) -> list[str]:
-    lines = ["| System | n | " + " | ".join(_header(k) for k in keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    """The Markdown table: a row per system; names and labels escaped so that none can split a row."""
+    lines = ["| System | n | " + " | ".join(table_cell(_header(k)) for k in keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
     for system in [*report.systems, report.reference]:
-        lines.append(f"| {system.name} | {system.n} | " + " | ".join(_cell(system, k) for k in keys) + " |")
+        lines.append(f"| {table_cell(system.name)} | {system.n} | " + " | ".join(_cell(system, k) for k in keys) + " |")
     return lines
 
 
@@ -295,6 +298,7 @@ def plot_steps(systems: list[SystemResult], reference: SystemResult, path: Path)
     _grouped_bars(axis, [STEP_SHORT[k] for k in STEP_KEYS],
                   {s.name: [s.structure["steps"][k] for k in STEP_KEYS] for s in [*systems, reference]},
                   "share of answers", (0, 1.05))
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the bars
     axis.set_title("CBT step coverage (five-step detector)")
     figure.tight_layout()
     figure.savefig(path)

@@ -42,6 +42,7 @@ from cbt_llm.generation.generate import (
     build_payload,
     count_output,
     count_reason,
+    done_records,
     make_record,
     questions_to_do,
     record_source,
@@ -159,7 +160,7 @@ def batch_config(state: dict, output: str | Path) -> BatchConfig:
 def write_requests(config: GenerateConfig) -> tuple[Path, int]:
     """Write the Batch API request file for the questions not yet done; returns it and the count."""
     template = get_prompt(config.prompt, config.language)
-    todo = questions_to_do(select_questions(config), config.output_file)
+    todo = questions_to_do(select_questions(config), config, template)
     if len(todo) > MAX_BATCH_REQUESTS:
         raise CbtLlmError(f"{len(todo)} requests exceed the Batch API's {MAX_BATCH_REQUESTS} per batch; "
                           "use --limit and submit in parts")
@@ -290,6 +291,7 @@ def ingest(config: IngestConfig) -> GenerateSummary:
     saved = batch_config(state, output)
     template = get_prompt(saved.prompt, saved.language)
     questions = {q.id: q for q in select_questions(saved)}
+    done_records(saved, template)  # generate may have added to the output since the batch was submitted
     summary = GenerateSummary(Path(output))
     store, todo = resume(output, list(results), lambda custom_id: custom_id, summary, done_statuses=DONE_STATUSES)
     started = time.monotonic()

@@ -10,7 +10,9 @@ rpm/tpm, adaptive backoff on 429, retries), checks every answer with ``cbt_llm.g
 * a run killed at any moment and started again with the same arguments skips the ids that are
   done (ok or rejected), retries the failed ones and repairs a torn last line. Before appending,
   the file is compacted (torn tail, failed lines to retry, any duplicate) into a temporary file
-  that atomically replaces it, so an id never appears twice, even across crashes.
+  that atomically replaces it, so an id never appears twice, even across crashes;
+* a run asked to add to an output whose done records came from another ``model``, prompt or
+  language stops with one line (``check_same_settings``) instead of mixing them.
 
 :func:`answer_record` turns one reply into an ok or rejected record, for this loop and for the
 Batch API's ingest alike. Importing this module does not import torch, transformers or datasets.
@@ -70,6 +72,8 @@ class GenerateConfig(ServedModelConfig):
             raise CbtLlmError(f"--limit must be >= 0, got {self.limit}")
         if self.max_asks < 1:
             raise CbtLlmError(f"--max_asks must be at least 1, got {self.max_asks}")
+        if Path(self.input).resolve() == Path(self.output_file).resolve():
+            raise CbtLlmError("--output_file must differ from --input (generate writes records, not questions)")
 
     def params(self) -> dict[str, Any]:
         """The sampling fields of the request body (the API's name for the length cap is ``max_tokens``)."""
@@ -106,11 +110,12 @@ def build_payload(question: Question, prompt: PromptTemplate, model: str, params
 
 
 def record_source(model: str, template: PromptTemplate, body: dict | None, finish: str | None, asks: int) -> dict:
-    """The record's ``source``: who answered, with which prompt, when, and how many asks it took."""
+    """The record's ``source``: who answered (the model the server named, and the one asked for), with which
+    prompt and language, when, and how many asks it took."""
     usage = (body or {}).get("usage") or {}
     return {
         "model": str((body or {}).get("model") or model),
-        "prompt_version": template.version,
+        **run_settings(model, template),
         "created_at": utc_now(),
         "finish_reason": finish or "",
         "prompt_tokens": usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else None,
@@ -135,8 +140,49 @@ def answer_record(question: Question, body: dict, config: GenerateConfig, templa
 
 
 def reason_key(reason: str) -> str:
-    """A reason with its numbers masked, so the summary groups alike reasons."""
-    return re.sub(r"\d+", "N", reason.split(" (after")[0])[:80]
+    """A reason with its numbers masked, so the summary groups alike reasons (kept whole: the engine
+    already bounds a server's message at a word boundary)."""
+    return re.sub(r"\d+", "N", reason.split(" (after")[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The settings an output file's records were made with
+# ---------------------------------------------------------------------------------------------
+SETTINGS_SHOWN = {"requested_model": "--model", "prompt_version": "prompt", "language": "--language"}
+
+
+def run_settings(model: str, template: PromptTemplate) -> dict[str, str]:
+    """What every record of one output file must share, as its ``source`` keeps it."""
+    return {"requested_model": model, "prompt_version": template.version, "language": template.language}
+
+
+def check_same_settings(path: str | Path, records: dict[str, dict], config: GenerateConfig,
+                        template: PromptTemplate) -> None:
+    """Refuse to add to ``path`` when its done records were made with another model, prompt or language.
+
+    Only what a record's ``source`` keeps is compared: records written before the requested model and
+    language were kept are compared by prompt version.
+    """
+    wanted = run_settings(config.model, template)
+    for record_id, record in records.items():
+        if record.get("status", "ok") not in DONE_STATUSES:
+            continue  # failed lines are asked again with this run's settings
+        source = record.get("source") if isinstance(record.get("source"), dict) else {}
+        made = {key: source.get(key) for key in wanted}
+        changed = [f"{shown} {made[key]!r} (this run: {wanted[key]!r})" for key, shown in SETTINGS_SHOWN.items()
+                   if made[key] is not None and made[key] != wanted[key]]
+        if changed:
+            raise CbtLlmError(f"{path}: its records were made with {', '.join(changed)} (record {record_id}); "
+                              "adding to it would mix them: write to a new --output_file, or run again with "
+                              "the settings that made them")
+
+
+def done_records(config: GenerateConfig, template: PromptTemplate) -> dict[str, dict]:
+    """The output file's done (ok or rejected) records by id, after checking the file is generate's output
+    made with this run's settings (an error otherwise)."""
+    records = JsonlStore(config.output_file).read(strict=True).records
+    check_same_settings(config.output_file, records, config, template)
+    return {i: r for i, r in records.items() if r.get("status", "ok") in DONE_STATUSES}
 
 
 def count_reason(summary: GenerateSummary, record: dict) -> None:
@@ -262,10 +308,9 @@ def select_questions(config: GenerateConfig) -> list[Question]:
     return questions if config.limit is None else questions[:config.limit]
 
 
-def questions_to_do(questions: list[Question], output_file: str | Path) -> list[Question]:
-    """The questions without a done (ok or rejected) line in the output file yet."""
-    records = JsonlStore(output_file).read().records
-    done = {i for i, r in records.items() if r.get("status") in DONE_STATUSES}
+def questions_to_do(questions: list[Question], config: GenerateConfig, template: PromptTemplate) -> list[Question]:
+    """The questions without a done (ok or rejected) line in the output file yet (see ``done_records``)."""
+    done = done_records(config, template)
     return [q for q in questions if q.id not in done]
 
 
@@ -273,7 +318,7 @@ def estimate(config: GenerateConfig) -> Estimate:
     """Validate the input and estimate tokens and cost for what is left to generate; sends nothing."""
     template = get_prompt(config.prompt, config.language)
     questions = select_questions(config)
-    todo = questions_to_do(questions, config.output_file)
+    todo = questions_to_do(questions, config, template)
     prompt_tokens = sum(estimate_message_tokens(build_payload(q, template, "", {})["messages"]) + 8 for q in todo)
     per_answer = EXPECTED_COMPLETION_TOKENS[config.language]
     if config.max_new_tokens:
@@ -297,6 +342,7 @@ async def agenerate(config: GenerateConfig) -> GenerateSummary:
     summary = GenerateSummary(Path(config.output_file), price_input=config.price_input,
                               price_output=config.price_output)
     resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
+    done_records(config, template)  # another stage's file or other settings fail before it is touched
     store, todo = resume(config.output_file, questions, lambda q: q.id, summary, done_statuses=DONE_STATUSES)
 
     async def answer(engine: RequestEngine, question: Question) -> dict:

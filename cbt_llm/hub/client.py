@@ -15,9 +15,11 @@ from typing import Any
 
 from cbt_llm.config import option, positional
 from cbt_llm.errors import CbtLlmError, first_line
+from cbt_llm.models.tiny import SMALL_MODEL_NAME, TINY_MODEL_NAME
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 KINDS = {"dataset": "dataset", "adapter": "model"}  # what the user calls it -> the Hub's repo type
+RANDOM_MODEL_NAMES = (TINY_MODEL_NAME, SMALL_MODEL_NAME)  # made on this machine (cbt_llm.models.tiny): no Hub page
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -56,6 +58,11 @@ def looks_like_local_path(name: str) -> bool:
     """Whether a base model name is a path on this machine rather than a Hub id."""
     return (name.startswith(("/", "./", "../", "~", ".")) or "\\" in name or name.count("/") > 1
             or Path(name).expanduser().exists())
+
+
+def is_local_model(name: str) -> bool:
+    """Whether a model has no Hub page: a path on this machine, or a random model cbt-llm makes locally."""
+    return name in RANDOM_MODEL_NAMES or looks_like_local_path(name)
 
 
 def hub_endpoint() -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from cbt_llm import __version__
@@ -35,11 +39,49 @@ class PullResult:
                f"{self.output_dir} ({len(self.files)} files)"
 
 
+def unsafe_file_name(name: str) -> str | None:
+    """Why a repo file name cannot be written inside the pull folder (a ``..`` part, an absolute, drive or UNC
+    path, an empty part or a control character), or None when it can."""
+    if any(ord(c) < 32 for c in name):
+        return "a control character"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "a '..' part"
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive or any(PureWindowsPath(p).drive for p in parts):
+        return "an absolute or drive path"
+    if "" in parts or "." in parts:
+        return "an empty or '.' part"
+    return None
+
+
+@contextlib.contextmanager
+def _staging(output_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside ``output_dir`` whose files move into it only once the download is whole; on any
+    failure it is removed, and ``output_dir`` is as it was (absent or empty)."""
+    target = output_dir.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.pull-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not target.exists():
+        staging.rename(target)
+        return
+    for child in staging.iterdir():  # an empty folder that was there (perhaps the working directory) stays
+        child.rename(target / child.name)
+    staging.rmdir()
+
+
 def pull(config: PullConfig, *, token: str | None = None) -> PullResult:
     """Download the files of one commit of a ``dataset`` or ``adapter`` repo into an empty folder.
 
     ``revision`` is a branch or a commit id (default ``main``); it is resolved to a commit first, so
-    the folder holds exactly that commit's files. ``token`` defaults to huggingface_hub's own.
+    the folder holds exactly that commit's files. ``token`` defaults to huggingface_hub's own. Every
+    file name is checked before anything is downloaded (one that would land outside the folder stops
+    the pull), and the files go to a hidden folder beside it that is renamed only once all are in: a
+    pull that fails leaves nothing behind, so the same command can run again.
     """
     from huggingface_hub import HfApi, snapshot_download
 
@@ -51,8 +93,14 @@ def pull(config: PullConfig, *, token: str | None = None) -> PullResult:
     repo_id, repo_type = config.repo_id, config.repo_type
     with hub_errors("pull", repo_id, repo_type, config.revision or "main", token):
         info = api.repo_info(repo_id, repo_type=repo_type, revision=config.revision)
-        snapshot_download(repo_id, repo_type=repo_type, revision=info.sha, local_dir=output_dir, token=token)
     files = sorted(s.rfilename for s in info.siblings or [])
+    for name in files:
+        why = unsafe_file_name(name)
+        if why:
+            raise CbtLlmError(f"cannot pull {repo_type} repo {repo_id}: its file name {name!r} has {why}, so it "
+                              f"cannot be written safely into {output_dir}; nothing was downloaded")
+    with hub_errors("pull", repo_id, repo_type, config.revision or "main", token), _staging(output_dir) as staging:
+        snapshot_download(repo_id, repo_type=repo_type, revision=info.sha, local_dir=staging, token=token)
     return PullResult(repo_id, repo_type, output_dir, info.sha, files)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +28,21 @@ from cbt_llm.hub.client import (
     looks_like_local_path,
     resolve_token,
 )
+from cbt_llm.hub.files import (  # the filter and path scrubbing `cbt-llm app --export_space` shares
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    CardFn,
+    Plan,
+    adapter_plan,
+    read_adapter_config,
+    shareable_files,
+    write_plan,
+)
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-# Trainer leftovers that do not belong in a published adapter repo (pickles, optimizer state).
-ADAPTER_SKIPPED = ("training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt")
 COMMIT_MESSAGES = {"dataset": "Upload CBT QA dataset (cbt-llm {version})",
                    "adapter": "Upload LoRA adapter (cbt-llm {version})"}
-CardFn = Callable[..., str]
 
 
 @dataclass(kw_only=True)
@@ -100,12 +103,7 @@ class PushResult:
                f"branch {self.revision}, commit {self.commit}: {self.url}{files}{deleted}"
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _plan_dataset(folder: Path, repo_id: str) -> dict[str, Path | bytes]:
+def _plan_dataset(folder: Path, repo_id: str) -> Plan:
     """The files a dataset push uploads: every parquet file and the card, rendered for ``repo_id``."""
     from huggingface_hub import DatasetCard
 
@@ -114,7 +112,7 @@ def _plan_dataset(folder: Path, repo_id: str) -> dict[str, Path | bytes]:
     card_path = folder / "README.md"
     if not card_path.is_file():
         raise CbtLlmError(f"{folder} is not a built dataset folder (no README.md card); run `cbt-llm build` first")
-    parquet = [p for p in _visible_files(folder) if p.suffix == ".parquet"]
+    parquet = [p for p in shareable_files(folder) if p.suffix == ".parquet"]
     if not parquet:
         raise CbtLlmError(f"{folder} has no parquet files; run `cbt-llm build` first")
     text = card_path.read_text(encoding="utf-8")
@@ -131,22 +129,9 @@ def _plan_dataset(folder: Path, repo_id: str) -> dict[str, Path | bytes]:
     else:
         logger.warning("%s has no %s (built by an older cbt-llm): its card goes up as it is", folder,
                        DATASET_CARD_INPUTS)
-    plan: dict[str, Path | bytes] = {"README.md": text.encode("utf-8")}
+    plan: Plan = {"README.md": text.encode("utf-8")}
     plan.update({p.relative_to(folder).as_posix(): p for p in parquet})
     return plan
-
-
-def _read_adapter_config(folder: Path) -> dict[str, Any]:
-    """The folder's ``adapter_config.json``, after checking that the folder is an adapter with weights."""
-    config_path = folder / ADAPTER_CONFIG
-    if not config_path.is_file():
-        raise CbtLlmError(f"{folder} is not an adapter folder (no {ADAPTER_CONFIG})")
-    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
-        raise CbtLlmError(f"{folder} has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
-    try:
-        return json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CbtLlmError(f"{config_path}: not valid JSON ({err})") from None
 
 
 def _hub_base_model(adapter_config: dict[str, Any], base_model: str | None) -> str | None:
@@ -161,29 +146,23 @@ def _hub_base_model(adapter_config: dict[str, Any], base_model: str | None) -> s
     return configured or None
 
 
-def _plan_adapter(config: PushConfig, card_fn: CardFn) -> dict[str, Path | bytes]:
-    """The files an adapter push uploads: the adapter, tokenizer and config files, and the card from ``card_fn``.
+def _plan_adapter(config: PushConfig, card_fn: CardFn) -> Plan:
+    """The files an adapter push uploads (``cbt_llm.hub.files.adapter_plan``), after checking they hold its weights.
 
     With ``base_model``, the uploaded ``adapter_config.json`` names that Hub id instead of the local
     path it was trained from (the local file is left as it is).
     """
     folder = Path(config.folder)
-    adapter_config = _read_adapter_config(folder)
-    plan: dict[str, Path | bytes] = {
-        path.name: path for path in sorted(folder.iterdir())
-        if path.is_file() and not path.name.startswith(".") and path.name not in (*ADAPTER_SKIPPED, "README.md")}
-    if config.base_model and adapter_config.get("base_model_name_or_path") != config.base_model:
-        rewritten = {**adapter_config, "base_model_name_or_path": config.base_model}  # else it goes up byte for byte
-        plan[ADAPTER_CONFIG] = (json.dumps(rewritten, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    readme = folder / "README.md"
-    card = card_fn(readme.read_text(encoding="utf-8") if readme.is_file() else None, repo_id=config.repo_id,
-                   base_model=_hub_base_model(adapter_config, config.base_model),
-                   dataset_repo_id=config.dataset_repo_id, endpoint=hub_endpoint(), folder=folder)
-    plan["README.md"] = card.encode("utf-8")
-    return dict(sorted(plan.items()))
+    files = adapter_plan(folder, base_model=config.base_model, card_fn=card_fn,
+                         card_base_model=_hub_base_model(read_adapter_config(folder), config.base_model),
+                         repo_id=config.repo_id, dataset_repo_id=config.dataset_repo_id, endpoint=hub_endpoint())
+    if not any(name in files for name in ADAPTER_WEIGHTS):
+        raise CbtLlmError(f"{folder} has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)}; a symbolic link is not "
+                          "published: copy the file in)")
+    return files
 
 
-def plan(config: PushConfig, card_fn: CardFn = adapter_card_for_hub) -> dict[str, Path | bytes]:
+def plan(config: PushConfig, card_fn: CardFn = adapter_card_for_hub) -> Plan:
     """The files ``push`` uploads, by path in the repo: a local file, or the bytes made for the Hub (cards, config).
 
     ``card_fn(card_text, repo_id=, base_model=, dataset_repo_id=, endpoint=, folder=)`` returns an
@@ -194,27 +173,12 @@ def plan(config: PushConfig, card_fn: CardFn = adapter_card_for_hub) -> dict[str
     return _plan_adapter(config, card_fn)
 
 
-def write_plan(plan: dict[str, Path | bytes], target: str | Path) -> Path:
-    """Write the planned files to ``target`` (a dry run): exactly the bytes a push would upload."""
-    target = Path(target)
-    if target.exists() and any(target.iterdir()):
-        raise CbtLlmError(f"dry-run folder {target} is not empty")
-    for name, source in plan.items():
-        path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(source, bytes):
-            path.write_bytes(source)
-        else:
-            shutil.copyfile(source, path)
-    return target
-
-
 def _is_stale(kind: str, path: str) -> bool:
     """Whether a file of an earlier push is deleted when this push does not have it: shards and weights only."""
     return path.endswith(".parquet") if kind == "dataset" else path in ADAPTER_WEIGHTS
 
 
-def _commit(files: dict[str, Path | bytes], config: PushConfig, token: str | None) -> PushResult:
+def _commit(files: Plan, config: PushConfig, token: str | None) -> PushResult:
     """Create the repo (and branch) when missing, then add the planned files and delete stale ones in one commit."""
     from huggingface_hub import (
         CommitOperationAdd,

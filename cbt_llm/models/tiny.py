@@ -46,8 +46,7 @@ def tiny_model_path(name: str = TINY_MODEL_NAME) -> Path:
     (about a second) and reused after."""
     if name not in _MODELS:
         raise ValueError(f"no local model {name!r}; the local ones are {', '.join(_MODELS)}")
-    stem, sizes = _MODELS[name]
-    target = cache_dir() / "models" / f"{stem}-{_VERSION}"
+    target, sizes = _folder(name), _MODELS[name][1]
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +61,16 @@ def tiny_model_path(name: str = TINY_MODEL_NAME) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _folder(name: str) -> Path:
+    """Where the local random model ``name`` lives (made or not)."""
+    return cache_dir() / "models" / f"{_MODELS[name][0]}-{_VERSION}"
+
+
+def random_model_name(path: str | Path) -> str | None:
+    """The name of the local random model whose folder ``path`` is (an adapter's base as saved), else None."""
+    return next((name for name in _MODELS if Path(path).expanduser() == _folder(name)), None)
 
 
 def resolve_model_name(name: str) -> str:

@@ -25,6 +25,7 @@ LOSS_CURVE = "loss_curve.png"
 RESOLVED_RECIPE = "training_recipe.yaml"
 # Options that older transformers/TRL recipes name differently, for the error that names an unknown one.
 RENAMED_OPTIONS = {"group_by_length": "train_sampling_strategy: group_by_length"}
+HELP_ALL = "--help-all"  # `--help` prints the short usage; this flag, every TrlParser option after it
 
 
 @dataclass
@@ -69,11 +70,64 @@ def shipped_recipes() -> list[str]:
     return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
-def make_parser():
-    """``TrlParser`` over the script arguments, ``SFTConfig`` and ``ModelConfig``."""
+def recipe_summary(name: str) -> str:
+    """The first sentence of a shipped recipe's opening comment."""
+    lines = []
+    for line in recipe_path(name).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#") or line.strip() == "#":
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    return text[: text.find(". ") + 1] if ". " in text else text
+
+
+def usage() -> str:
+    """What ``cbt-llm train --help`` prints: how to name a recipe, the shipped ones, the common flags."""
+    import textwrap
+
+    recipes = "".join(textwrap.fill(recipe_summary(name), 100, initial_indent=f"  {name:<26} ",
+                                    subsequent_indent=" " * 29, break_on_hyphens=False) + "\n"
+                      for name in shipped_recipes())
+    return ("usage: cbt-llm train --config RECIPE [--FIELD VALUE ...]\n\n"
+            "LoRA fine-tuning with TRL's SFTTrainer from a YAML recipe: a recipe file, or the name of one\n"
+            f"shipped with cbt-llm:\n{recipes}\n"
+            "Any recipe field can be given as a flag, which overrides the recipe, for example:\n"
+            "  cbt-llm train --config tiny-cpu --output_dir outputs/mine --num_train_epochs 2\n\n"
+            "Often used:\n"
+            "  --config RECIPE             a recipe file or a shipped recipe's name (above)\n"
+            "  --output_dir DIR            where the adapter, its model card and loss curve go\n"
+            "  --model_name_or_path ID     the base model (Hub id or folder)\n"
+            "  --dataset_name NAME         cbt_qa (the bundled sample), a folder from `cbt-llm build`, a Hub id\n"
+            "  --num_processes N           train on N GPUs (or N CPU processes)\n"
+            "  --dry_run                   print the command that would train, and exit\n\n"
+            f"Every option (this script's, TRL's SFTConfig and ModelConfig): cbt-llm train {HELP_ALL}\n")
+
+
+def make_parser(old_checkpointing_name: bool = False):
+    """``TrlParser`` over the script arguments, ``SFTConfig`` and ``ModelConfig``.
+
+    TRL's configs default the deprecated ``gradient_checkpointing`` to True, which made transformers warn
+    (FutureWarning) on every parse that named neither spelling; the parser gives that default under the
+    new name, ``activation_checkpointing``. A recipe or flag that still sets the old name
+    (``old_checkpointing_name``) keeps transformers' own mapping, and its warning.
+    """
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    return TrlParser((CbtScriptArguments, SFTConfig, ModelConfig), prog="cbt-llm train")
+    parser = TrlParser((CbtScriptArguments, SFTConfig, ModelConfig), prog="cbt-llm train")
+    if not old_checkpointing_name:
+        parser.set_defaults(gradient_checkpointing=None, activation_checkpointing=True)
+    return parser
+
+
+def sets_old_checkpointing_name(args: Sequence[str], recipe: Path | None) -> bool:
+    """Whether the command line or the recipe sets ``gradient_checkpointing``, the old name of activation_checkpointing."""
+    import yaml
+
+    flags = {arg.split("=")[0] for arg in args}
+    if flags & {"--gradient_checkpointing", "--gradient-checkpointing", "--no_gradient_checkpointing"}:
+        return True
+    settings = yaml.safe_load(recipe.read_text(encoding="utf-8")) if recipe else None
+    return isinstance(settings, dict) and "gradient_checkpointing" in settings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, SFTConfig, ModelConfig]:
@@ -81,13 +135,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, S
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
+    recipe = None
     if "--config" in args:
         index = args.index("--config") + 1
         if index >= len(args):
             raise CbtLlmError("--config needs a recipe name or path")
-        args[index] = str(recipe_path(args[index]))
+        recipe = recipe_path(args[index])
+        args[index] = str(recipe)
     try:
-        return make_parser().parse_args_and_config(args)
+        return make_parser(sets_old_checkpointing_name(args, recipe)).parse_args_and_config(args)
     except ValueError as err:  # SFTConfig's own checks, e.g. bf16 asked for on a machine without a GPU
         renamed = [f"{old} is now {new}" for old, new in RENAMED_OPTIONS.items() if f"'--{old}'" in str(err)]
         raise CbtLlmError(f"the recipe's settings were rejected: {err}" + "".join(f" ({r})" for r in renamed)) from None
@@ -119,6 +175,7 @@ def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, mod
     from transformers import AutoTokenizer
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
+    from cbt_llm.models.loading import peft_wrapping
     from cbt_llm.models.tiny import resolve_model_name
     from cbt_llm.training.options import check_speed_options
 
@@ -141,15 +198,16 @@ def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, mod
         eval_dataset = dataset[script_args.dataset_test_split]
     elif training_args.eval_strategy != "no":
         training_args.eval_strategy = "no"  # nothing to evaluate on, e.g. a tiny data file
-    return SFTTrainer(
-        model=model_path,
-        args=training_args,
-        train_dataset=dataset[script_args.dataset_train_split],
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        quantization_config=get_quantization_config(model_args),
-        peft_config=get_peft_config(model_args),
-    )
+    with peft_wrapping():  # SFTTrainer wraps the model with peft's LoRA here
+        return SFTTrainer(
+            model=model_path,
+            args=training_args,
+            train_dataset=dataset[script_args.dataset_train_split],
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            quantization_config=get_quantization_config(model_args),
+            peft_config=get_peft_config(model_args),
+        )
 
 
 def last_checkpoint(output_dir: str) -> str | None:
@@ -254,6 +312,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     from cbt_llm.training.options import check_speed_options, use_gpu
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help", HELP_ALL} & set(args):
+        print(usage())
+        if HELP_ALL in args:
+            make_parser().print_help()
+        return 0
     try:
         script_args, training_args, model_args = parse_args(args)
         if script_args.dry_run or (script_args.num_processes > 1 and not launched()):
