@@ -278,7 +278,7 @@ class HostileBackend:
                        f'[ref]\n\n[ref]: {tracker_url}/ref.png\n\n![again][ref] ANSWER-END')
         self.calls, self.settings, self.context_tokens, self.count_tokens = 0, GenerationSettings(64), 4096, len
 
-    def describe(self) -> str:
+    def describe(self, public: bool = False) -> str:
         return "model hostile"
 
     def __call__(self, messages):

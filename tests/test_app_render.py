@@ -69,7 +69,7 @@ class FakeBackend:
         self.answer, self.calls = answer, 0
         self.settings, self.context_tokens, self.count_tokens = GenerationSettings(max_new_tokens=64), 4096, len
 
-    def describe(self) -> str:
+    def describe(self, public: bool = False) -> str:
         return "model fake"
 
     def __call__(self, messages):

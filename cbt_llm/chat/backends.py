@@ -2,8 +2,9 @@
 
 A back-end is a callable ``messages -> iterator of text chunks`` (the ``generate`` of respond_stream)
 with ``calls`` (how many times it asked the model), ``context_tokens`` (the context window, in
-tokens), ``count_tokens(text)`` (what history trimming counts with), ``describe()`` and ``stop()``
-(ask a running generation to end early, e.g. after Ctrl-C). :class:`ChatModelConfig` says which
+tokens), ``count_tokens(text)`` (what history trimming counts with), ``describe(public=False)`` (its
+name; ``public``: as a web page's visitors may see it, without server address or local path) and
+``stop()`` (ask a running generation to end early, e.g. after Ctrl-C). :class:`ChatModelConfig` says which
 back-end (and which guard model) ``cbt-llm chat`` and ``cbt-llm app`` use. torch, transformers, peft
 and openai are imported when a back-end is built, so ``import cbt_llm.chat`` stays light.
 """
