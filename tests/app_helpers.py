@@ -1,9 +1,15 @@
-"""Helpers for the web-app tests: an evaluation report folder written by the project's own report writer."""
+"""Helpers for the web-app tests: an evaluation report folder written by the project's own report writer, and
+waiting for an app started in a process."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from cbt_llm.data.splits import sample_path
 
@@ -36,3 +42,17 @@ def make_report(folder: Path, every_metric: bool = False) -> Path:
     plot_steps([system], reference, folder / "step_coverage.png")
     (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
     return folder
+
+
+def wait_for_app(url: str, process: subprocess.Popen, output: list[str], seconds: float, what: str) -> None:
+    """Return once the Gradio app at ``url`` answers; fail with ``output`` (its log so far) if it exits first or
+    takes longer than ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url + "config", timeout=5)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{what} did not start: {''.join(output)[-3000:]}")
+            time.sleep(0.5)

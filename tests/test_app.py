@@ -10,13 +10,12 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from app_helpers import make_report
+from app_helpers import make_report, wait_for_app
 from chat_server import ChatServer
 from helpers import SAMPLE_SIZE
 
@@ -163,6 +162,13 @@ def test_build_app_makes_the_served_backend_and_the_guard_model_from_the_config(
 
 
 # ------------------------------------------------------------------------------------------- Space
+@pytest.fixture(autouse=True)
+def _released(monkeypatch):
+    """Every export in this module is as from an installed release (requirements.txt pins it); test_app_space.py
+    takes the other routes."""
+    monkeypatch.setattr("cbt_llm.app.space.installed_from", lambda: None)
+
+
 def test_export_space_writes_a_space_folder(tmp_path, monkeypatch):
     import gradio
 
@@ -182,7 +188,9 @@ def test_export_space_writes_a_space_folder(tmp_path, monkeypatch):
     assert "report_dir=_here('report')" in app_py and "launch_app(demo)" in app_py
     assert "api_key_env" not in app_py and "host" not in app_py  # defaults and this machine's serving stay out
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "report" / "metrics.png").is_file()
-    assert (out / "requirements.txt").read_text(encoding="utf-8") == f"cbt-llm[app]=={__version__}\n"
+    requirements = (out / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert [line for line in requirements if not line.startswith("#")] == [
+        "--extra-index-url https://download.pytorch.org/whl/cpu", f"cbt-llm[app]=={__version__}"]
     readme = (out / "README.md").read_text(encoding="utf-8")
     header = yaml.safe_load(readme.split("---\n")[1])
     assert header["sdk"] == "gradio" and header["app_file"] == "app.py"
@@ -244,15 +252,7 @@ def served_app(tmp_path):
         threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
         url = f"http://127.0.0.1:{port}/"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(url + "config", timeout=5)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"cbt-llm app did not start: {''.join(output)[-3000:]}")
-                    time.sleep(0.5)
+            wait_for_app(url, process, output, 180, "cbt-llm app")
             yield url, server, trace, output
         finally:
             stop_process_group(process, 30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from cbt_llm.app.config import AppConfig
-from cbt_llm.app.space import export_space
+from cbt_llm.app.space import PACKAGE, export_space
 from cbt_llm.app.texts import LANGUAGES, notice_html, ui
 from cbt_llm.chat import notice
 
@@ -88,8 +88,10 @@ def app_main(config: AppConfig) -> str:
     it until Ctrl-C."""
     if config.export_space:
         folder = export_space(config)
-        return (f"wrote the Space folder {folder} (app.py, requirements.txt, README.md); push it with "
-                f"`hf upload YOUR_NAME/SPACE_NAME {folder} --repo-type space`")
+        carried = f", {PACKAGE}/" if (folder / PACKAGE).is_dir() else ""
+        return (f"wrote the Space folder {folder} (app.py, requirements.txt, README.md{carried}); push it with "
+                f'`hf upload YOUR_NAME/SPACE_NAME {folder} --repo-type space --exclude ".venv/*" --exclude '
+                '"*/__pycache__/*"` (the exclusions keep a local check\'s venv and caches out)')
     print(notice(config.language), flush=True)  # in the terminal too, before anything slow
     app = build_app(config)
     # quiet: Gradio's start-up lines speak to Python callers ("set `share=True` in `launch()`"); ours to the CLI

@@ -7,10 +7,18 @@ uses (``cbt_llm.hub.files``: no symbolic link, hidden file, checkpoint or traine
 card, config and run files without this machine's paths) and referred to relative to ``app.py``; Hub
 ids are kept as they are. No key is ever written: a served model's key is read on the Space from the
 secret named by ``api_key_env``, and a ``base_url`` that carries one is refused.
+
+How the Space gets cbt-llm follows how it is installed here (its PEP 610 record, ``direct_url.json``): from a
+source tree (editable or not) or a local wheel or sdist, the package itself goes into ``cbt_llm/`` next to
+``app.py`` (from the wheel built as ``pip wheel`` builds it, through the same filter) and ``requirements.txt``
+lists its dependencies with the ``app`` extra, because a Space installs ``requirements.txt`` alone, before
+the folder's other files are there; from a package index, ``requirements.txt`` pins ``cbt-llm[app]==VERSION``.
+Both take torch from PyPI's CPU mirror at PyTorch (a Space's free hardware has no GPU).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -74,6 +82,15 @@ information with crisis lines and the model is not asked. Nothing is logged.
 {secret}"""
 
 
+REQUIREMENTS = """\
+# A Space installs this file on its own, before the folder's other files are copied in (pip install -r).
+# torch: on Linux, PyPI's torch is the multi-GB CUDA build, of no use on a Space's CPU hardware; PyTorch's CPU
+# index has the same versions built for the CPU (`+cpu` sorts above PyPI's). On GPU hardware, delete the next line.
+--extra-index-url https://download.pytorch.org/whl/cpu
+{what}"""
+PACKAGE = "cbt_llm"  # the folder next to app.py that holds cbt-llm when no release of it is installed here
+BUILD_BACKEND = "setuptools>=77"  # pyproject.toml's build requirement: present, the wheel is built without isolation
+
 PLACED = {"adapter": "adapter", "model_name_or_path": "model", "dataset": "dataset", "report_dir": "report"}
 # Files of a copied folder that name this machine's paths (an evaluation's dataset, prediction files, adapter).
 RUN_FILES = ("report.json",)
@@ -85,8 +102,6 @@ def export_space(config: AppConfig, *, title: str = "CBT-LLM") -> Path:
     """Write the Space folder ``config.export_space`` (must be empty or new) and return it."""
     import gradio
 
-    from cbt_llm import __version__
-
     if not config.export_space:
         raise CbtLlmError("name the Space folder to write: --export_space DIR")
     check_base_url(config.base_url)
@@ -97,11 +112,12 @@ def export_space(config: AppConfig, *, title: str = "CBT-LLM") -> Path:
     output.mkdir(parents=True, exist_ok=True)
     try:
         arguments = _app_arguments(config, output)
+        requirements = _requirements(output, installed_from())
     except BaseException:  # a refused folder: leave the Space folder as it was (empty or absent), so a rerun works
         _empty(output, remove=created)
         raise
     (output / "app.py").write_text(APP_PY.replace("{arguments}", arguments), encoding="utf-8")
-    (output / "requirements.txt").write_text(f"cbt-llm[app]=={__version__}\n", encoding="utf-8")
+    (output / "requirements.txt").write_text(requirements, encoding="utf-8")
     served = f"at {config.base_url}" if config.base_url else f"`{config.model}`"
     secret = (f"\nThe served model {served} needs its API key as the Space secret `{config.api_key_env}` "
               "(Settings, Variables and secrets).\n") if config.model else ""
@@ -206,3 +222,97 @@ def _space_base_model(base: str, config: AppConfig) -> str:
                           "and whose path it would publish: pass --model_name_or_path with the base model's Hub id "
                           "(or its folder, to copy it into the Space)")
     return named
+
+
+# ------------------------------------------------------------------------------ how the Space installs cbt-llm
+def installed_from() -> dict | None:
+    """The PEP 610 record (``direct_url.json``) of the installed cbt-llm; None when it has none (from an index)."""
+    import importlib.metadata
+
+    for distribution in importlib.metadata.distributions(name="cbt-llm"):  # an egg-info in the working folder first
+        record = distribution.read_text("direct_url.json")
+        if record:
+            return json.loads(record)
+    return None
+
+
+def local_source(record: dict | None) -> Path | None:
+    """What cbt-llm was installed from when that is on this machine: a source tree, a wheel or an sdist; None for
+    an index, a remote archive or a version control URL (the release route)."""
+    from urllib.request import url2pathname
+
+    url = (record or {}).get("url", "")
+    if not url.startswith("file:") or not ({"dir_info", "archive_info"} & set(record)):
+        return None
+    source = Path(url2pathname(urlsplit(url).path))
+    if not source.exists():
+        raise CbtLlmError(f"cbt-llm was installed from {source}, which is gone: install it again (from its source "
+                          "tree, a wheel or a release) before exporting a Space")
+    return source
+
+
+def _requirements(output: Path, record: dict | None) -> str:
+    """requirements.txt for the Space; with a local source, the package itself is written to ``output/cbt_llm``."""
+    import tempfile
+
+    from cbt_llm import __version__
+    from cbt_llm.hub.files import wheel_plan, write_plan
+
+    source = local_source(record)
+    if source is None:
+        return REQUIREMENTS.format(what=f"cbt-llm[app]=={__version__}\n")
+    with tempfile.TemporaryDirectory(prefix="cbt-llm-wheel-") as folder:
+        wheel = source if source.suffix == ".whl" else build_wheel(source, Path(folder))
+        write_plan(wheel_plan(wheel, PACKAGE, source=source), output / PACKAGE)
+        dependencies = wheel_dependencies(wheel, "app")
+    kind = "source tree" if source.is_dir() else "wheel" if source.suffix == ".whl" else "sdist"
+    what = (f"# cbt-llm {wheel.name.split('-')[1]} is the {PACKAGE}/ folder next to app.py (from its {kind}; no "
+            "release of it\n# was installed where this was exported): these are its dependencies, with the app "
+            "extra.\n")
+    return REQUIREMENTS.format(what=what + "".join(f"{line}\n" for line in dependencies))
+
+
+def build_wheel(source: Path, folder: Path) -> Path:
+    """cbt-llm's wheel built from ``source`` (a source tree or an sdist) into ``folder``, as ``pip wheel`` builds it."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    from packaging.requirements import Requirement
+
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+               "-w", str(folder)]
+    backend = Requirement(BUILD_BACKEND)
+    try:
+        if backend.specifier.contains(importlib.metadata.version(backend.name)):
+            command.append("--no-build-isolation")  # offline: this environment's setuptools builds it
+    except importlib.metadata.PackageNotFoundError:
+        pass  # pip fetches setuptools for the build
+    done = subprocess.run([*command, str(source)], capture_output=True, text=True, timeout=900)
+    wheels = sorted(folder.glob("cbt_llm-*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        said = (done.stderr.strip() or done.stdout.strip() or "no wheel").splitlines()[-1]
+        raise CbtLlmError(f"could not build cbt-llm's wheel from {source} for the Space ({said}): build one with "
+                          f"`pip wheel --no-deps -w dist {source}` and install it, or install a release")
+    return wheels[0]
+
+
+def wheel_dependencies(wheel: Path, extra: str) -> list[str]:
+    """The wheel's requirements (``Requires-Dist``) with ``extra``, as requirements.txt lines."""
+    import zipfile
+    from email.parser import HeaderParser
+
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        metadata = HeaderParser().parsestr(archive.read(name).decode("utf-8"))
+    lines = []
+    for line in metadata.get_all("Requires-Dist") or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None and "extra" in str(requirement.marker):  # any other marker is the Space's
+            if not requirement.marker.evaluate({"extra": extra}):
+                continue
+            requirement.marker = None
+        lines.append(str(requirement))
+    return lines

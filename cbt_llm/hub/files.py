@@ -6,7 +6,8 @@ nothing hidden (``.env``, ``.git/``), no trainer state (``checkpoint-N/`` folder
 RNG state, ``training_args.bin``). :func:`adapter_plan` is an adapter folder as it is published: those
 files, its card made again by ``card_fn``, ``adapter_config.json`` naming the base model given, and the run
 files ``cbt-llm train`` writes (``training_recipe.yaml``, ``trainer_state.json``) without this machine's
-absolute paths.
+absolute paths. :func:`wheel_plan` is the same filter over a package inside a wheel (the project's
+own package, when a Space folder carries it).
 """
 
 from __future__ import annotations
@@ -158,6 +159,47 @@ def _card(folder: Path, names: dict[str, str], card_fn: CardFn, **card_info: Any
     for local in sorted(names, key=len, reverse=True):
         card = card.replace(local, names[local])
     return card
+
+
+def wheel_plan(wheel: str | Path, package: str, *, source: str | Path | None = None) -> Plan:
+    """The files of ``package`` in a wheel, by path inside the package, as they may leave this machine.
+
+    Left out, as :func:`shareable_files` leaves them out of a folder: hidden files, trainer state,
+    ``checkpoint-N`` folders and, with ``source`` (the source tree the wheel was built from), files that are
+    symbolic links there (named in a warning). A file that names this machine's home folder or where the
+    wheel came from (``source``, a tree or the folder of an sdist, else the wheel's folder) is refused: a
+    package's code cannot be rewritten without it.
+    """
+    import zipfile
+
+    wheel, prefix = Path(wheel), f"{package}/"
+    origin = Path(source if source is not None else wheel)  # a source tree, or the wheel's (or sdist's) file
+    tree = origin if origin.is_dir() else None
+    where = tree or origin.parent
+    local = {path for path in (str(Path.home()), str(where.resolve()), str(where.absolute())) if len(path) > 1}
+    with zipfile.ZipFile(wheel) as archive:
+        plan: Plan = {name[len(prefix):]: archive.read(name) for name in archive.namelist()
+                      if _shareable_member(name, prefix, tree)}
+    for name, data in plan.items():
+        named = sorted(path for path in local if path.encode() in data)
+        if named:
+            raise CbtLlmError(f"{wheel.name}: {prefix}{name} names {named[0]}, a path of this machine; rebuild the "
+                              "wheel from a tree whose files do not name it")
+    if not plan:
+        raise CbtLlmError(f"{wheel.name} holds no {prefix} package")
+    return plan
+
+
+def _shareable_member(name: str, prefix: str, tree: Path | None) -> bool:
+    """Whether a wheel's entry is a file of the package (``prefix``) that may be published: not hidden or trainer
+    state, and no symbolic link in ``tree``."""
+    if not name.startswith(prefix) or name.endswith("/"):
+        return False
+    parts = tuple(name.split("/"))
+    if tree is not None and any(tree.joinpath(*parts[: i + 1]).is_symlink() for i in range(len(parts))):
+        logger.warning("left out %s: a symbolic link in %s (what it points to is not published)", name, tree)
+        return False
+    return not _private(parts[1:])
 
 
 def write_plan(plan: Plan, target: str | Path) -> Path:
