@@ -3,15 +3,19 @@ waiting for an app started in a process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cbt_llm.data.splits import sample_path
+from cbt_llm.models.serve import stop_process_group
 
 
 def make_report(folder: Path, every_metric: bool = False) -> Path:
@@ -44,15 +48,25 @@ def make_report(folder: Path, every_metric: bool = False) -> Path:
     return folder
 
 
-def wait_for_app(url: str, process: subprocess.Popen, output: list[str], seconds: float, what: str) -> None:
-    """Return once the Gradio app at ``url`` answers; fail with ``output`` (its log so far) if it exits first or
-    takes longer than ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url + "config", timeout=5)
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{what} did not start: {''.join(output)[-3000:]}")
-            time.sleep(0.5)
+@contextlib.contextmanager
+def app_process(argv: list[str], port: int, seconds: float, what: str, **popen) -> Iterator[tuple[str, list[str]]]:
+    """Start a Gradio app (``argv``) that serves on ``port``; yield its URL and its log lines so far once it
+    answers, failing with that log if it exits first or takes longer than ``seconds``; always stop it."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True, **popen)
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                urllib.request.urlopen(url + "config", timeout=5)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{what} did not start: {''.join(output)[-3000:]}")
+                time.sleep(0.5)
+        yield url, output
+    finally:
+        stop_process_group(process, 30)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from app_helpers import make_report, wait_for_app
+from app_helpers import app_process, make_report
 from chat_server import ChatServer
 from helpers import SAMPLE_SIZE
 
@@ -33,7 +32,7 @@ from cbt_llm.cli import main, parse_args
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import CBT_STEPS, STEP_KEYS
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.models.serve import free_port, stop_process_group
+from cbt_llm.models.serve import free_port
 
 NORMAL = "我最近总是睡不好，一想到考试就很担心"
 CONCERN = "活着好累，真的撑不下去了"
@@ -244,18 +243,10 @@ def served_app(tmp_path):
     trace = tmp_path / "trace.jsonl"
     port = free_port()
     with ChatServer() as server:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "cbt-llm"), "app", "--base_url", server.base_url, "--model",
-             "test-model", "--port", str(port), "--trace_file", str(trace), "--dataset", "cbt_qa"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        output: list[str] = []
-        threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            wait_for_app(url, process, output, 180, "cbt-llm app")
+        argv = [str(Path(sys.executable).parent / "cbt-llm"), "app", "--base_url", server.base_url, "--model",
+                "test-model", "--port", str(port), "--trace_file", str(trace), "--dataset", "cbt_qa"]
+        with app_process(argv, port, 180, "cbt-llm app") as (url, output):
             yield url, server, trace, output
-        finally:
-            stop_process_group(process, 30)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from app_helpers import wait_for_app
+from app_helpers import app_process
 from helpers import SAMPLE_SIZE
 
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
@@ -86,7 +86,6 @@ def test_an_exported_space_installs_alone_in_a_fresh_venv_and_answers_a_crisis(t
     `make dist`), then requirements.txt on its own in an empty folder (a Space mounts it before copying the rest);
     app.py then serves on loopback, and the stock gradio_client gets the fixed crisis reply with its lines."""
     import shutil
-    import threading
     import time
 
     from gradio_client import Client
@@ -95,7 +94,7 @@ def test_an_exported_space_installs_alone_in_a_fresh_venv_and_answers_a_crisis(t
     from cbt_llm.app.space import installed_from, local_source
     from cbt_llm.app.texts import text_markdown
     from cbt_llm.chat import crisis_reply
-    from cbt_llm.models.serve import free_port, stop_process_group
+    from cbt_llm.models.serve import free_port
 
     if local_source(installed_from()) is None:
         pytest.skip("cbt-llm is installed from a release here: the Space would pin it, not carry it")
@@ -122,18 +121,10 @@ def test_an_exported_space_installs_alone_in_a_fresh_venv_and_answers_a_crisis(t
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
            "CBT_LLM_CACHE": str(tmp_path / "cache")}  # the tiny base model is made again there, as on a Space
-    process = subprocess.Popen([str(python), "app.py"], cwd=space, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_app(url, process, output, 300, "the Space's app.py")
+    with app_process([str(python), "app.py"], port, 300, "the Space's app.py", cwd=space, env=env) as (url, _):
         chat, box = Client(url, verbose=False).predict(SPACE_CRISIS, "zh", api_name="/chat")
-        reply = chat[-1]["content"]
-        reply = reply if isinstance(reply, str) else "".join(part["text"] for part in reply)
-        assert "12356" in reply and box == ""
-        assert reply == text_markdown(crisis_reply("zh"))  # the fixed reply and nothing else: no model text
-    finally:
-        stop_process_group(process, 30)
+    reply = chat[-1]["content"]
+    reply = reply if isinstance(reply, str) else "".join(part["text"] for part in reply)
+    assert "12356" in reply and box == ""
+    assert reply == text_markdown(crisis_reply("zh"))  # the fixed reply and nothing else: no model text
     print(f"Space test: {time.monotonic() - began:.0f} s in all")
