@@ -86,15 +86,17 @@ def item_id(item: Any) -> str:
 
 
 def resume(output: str | Path, items: list[T], key: Callable[[T], str], stats: RunStats,
-           done_statuses: Iterable[str] = ("ok",)) -> tuple[JsonlStore, list[T]]:
+           done_statuses: Iterable[str] = ("ok",),
+           check: Callable[[dict[str, dict]], None] | None = None) -> tuple[JsonlStore, list[T]]:
     """Open ``output`` for appending after repairing it; the items whose id has no done line yet.
 
-    Failed lines of these items are dropped so they are asked again; ``stats`` gets the totals.
+    Failed lines of these items are dropped so they are asked again; ``stats`` gets the totals. ``check``
+    (see ``JsonlStore.open``) may refuse the file's records before it is touched.
     """
     store = JsonlStore(output)
     clean_stale_temp_files(store.path)
     ids = [key(item) for item in items]
-    state = store.open(retry=set(ids))
+    state = store.open(retry=set(ids), check=check)
     done_statuses = set(done_statuses)
     done = {i for i, r in state.records.items() if r.get("status", "ok") in done_statuses}  # no status: a plain record
     todo = [item for item, i in zip(items, ids) if i not in done]

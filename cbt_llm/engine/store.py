@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,9 +98,13 @@ class JsonlStore:
         raise CbtLlmError(f"{self.path}: exists and is not a JSON Lines output file ({why}); not touching it: "
                           "choose another --output_file, or move this file away")
 
-    def open(self, retry: set[str] | None = None) -> ResumeState:
-        """Repair and compact the file for resuming, then open it for appending."""
+    def open(self, retry: set[str] | None = None,
+             check: Callable[[dict[str, dict]], None] | None = None) -> ResumeState:
+        """Repair and compact the file for resuming, then open it for appending; ``check`` sees the records
+        first and may refuse the file (raise) before anything in it is changed."""
         state = self.read(strict=True)
+        if check is not None:
+            check(state.records)
         retry = retry or set()
         to_retry = {i for i, r in state.records.items() if r.get("status") == "failed" and i in retry}
         state.retried_failed = len(to_retry)

@@ -42,11 +42,11 @@ from cbt_llm.generation.generate import (
     build_payload,
     count_output,
     count_reason,
-    done_records,
     make_record,
     questions_to_do,
     record_source,
     select_questions,
+    settings_check,
 )
 
 MAX_BATCH_REQUESTS = 50_000
@@ -291,9 +291,10 @@ def ingest(config: IngestConfig) -> GenerateSummary:
     saved = batch_config(state, output)
     template = get_prompt(saved.prompt, saved.language)
     questions = {q.id: q for q in select_questions(saved)}
-    done_records(saved, template)  # generate may have added to the output since the batch was submitted
     summary = GenerateSummary(Path(output))
-    store, todo = resume(output, list(results), lambda custom_id: custom_id, summary, done_statuses=DONE_STATUSES)
+    # generate may have added to the output since the batch was submitted: its settings must still match
+    store, todo = resume(output, list(results), lambda custom_id: custom_id, summary, done_statuses=DONE_STATUSES,
+                         check=settings_check(saved, template))
     started = time.monotonic()
     bar = Progress(len(todo), config.progress, "ingest")
     with store:

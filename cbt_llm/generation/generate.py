@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -175,6 +176,11 @@ def check_same_settings(path: str | Path, records: dict[str, dict], config: Gene
             raise CbtLlmError(f"{path}: its records were made with {', '.join(changed)} (record {record_id}); "
                               "adding to it would mix them: write to a new --output_file, or run again with "
                               "the settings that made them")
+
+
+def settings_check(config: GenerateConfig, template: PromptTemplate) -> Callable[[dict[str, dict]], None]:
+    """``check_same_settings`` for this run's output, as ``resume`` takes it."""
+    return lambda records: check_same_settings(config.output_file, records, config, template)
 
 
 def done_records(config: GenerateConfig, template: PromptTemplate) -> dict[str, dict]:
@@ -342,8 +348,8 @@ async def agenerate(config: GenerateConfig) -> GenerateSummary:
     summary = GenerateSummary(Path(config.output_file), price_input=config.price_input,
                               price_output=config.price_output)
     resolve_api_key(config.api_key_env, config.base_url)  # a missing key fails before the output is touched
-    done_records(config, template)  # another stage's file or other settings fail before it is touched
-    store, todo = resume(config.output_file, questions, lambda q: q.id, summary, done_statuses=DONE_STATUSES)
+    store, todo = resume(config.output_file, questions, lambda q: q.id, summary, done_statuses=DONE_STATUSES,
+                         check=settings_check(config, template))  # other settings fail before the file is touched
 
     async def answer(engine: RequestEngine, question: Question) -> dict:
         record = await _ask(engine, question, config, template)
