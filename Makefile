@@ -29,8 +29,9 @@ test-fast: install  # the tier with no process, no server and no training (tests
 
 # About 2 minutes on 2 CPU cores once installed (measured 1 min 23 s on a quiet machine), most of it training,
 # which prints a line per epoch; the stages' own output goes to $(DEMO_DIR)/logs.
+# BENCH_DATA: the benchmarks in the authors' layout for the demo's bench slice (default: ../shared/data/bench if there).
 demo: install
-	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --output $(DEMO_DIR) $(if $(BENCH_DATA),--bench-data $(BENCH_DATA))
 
 lint: install
 	$(PIP) ruff

@@ -127,6 +127,7 @@ class Stats:
     answer_times: list = field(default_factory=list)
     prompts: collections.Counter = field(default_factory=collections.Counter)
     auth_headers: set = field(default_factory=set)
+    received: list = field(default_factory=list)  # the messages of each chat request, as sent (system line included)
 
     @property
     def throughput(self) -> float:
@@ -363,6 +364,7 @@ class ChatServer:
             stats.dropped += 1
             return None
         messages = body.get("messages") or []
+        stats.received.append(messages)
         prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
         if self.context_limit is not None and len(prompt) > self.context_limit:
             stats.other_errors += 1  # OpenAI's words, on two lines as some servers send them

@@ -35,7 +35,7 @@ from cbt_llm.errors import CbtLlmError
 from cbt_llm.models.serve import free_port
 
 NORMAL = "我最近总是睡不好，一想到考试就很担心"
-CONCERN = "活着好累，真的撑不下去了"
+CONCERN = "最近活着好累，每天都在哭"
 CRISIS = "我不想活了，药都准备好了"
 
 

@@ -3,6 +3,8 @@
 import pytest
 
 from cbt_llm.chat import (
+    CONCERN_INSTRUCTION,
+    EndpointBackend,
     Reply,
     build_messages,
     notice,
@@ -13,6 +15,7 @@ from cbt_llm.chat import (
 from cbt_llm.data.prompts import SYSTEM_PROMPT_EN, SYSTEM_PROMPT_ZH
 from cbt_llm.engine.endpoints import estimate_tokens
 from cbt_llm.errors import CbtLlmError
+from chat_server import ChatServer
 
 
 class Model:
@@ -58,12 +61,12 @@ def test_someone_else_in_an_emergency_gets_the_emergency_reply():
 def test_concern_turn_calls_the_model_and_appends_resources():
     model = Model("先深呼吸，我们一起看看发生了什么。")
     reply = respond([{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好，我在。"}],
-                    "活着好累，真的撑不下去了", model)
+                    "最近活着好累，每天都在哭", model)
     assert reply.risk.level == "concern" and reply.model_called
     (messages,) = model.calls
-    assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT_ZH}
+    assert messages[0] == {"role": "system", "content": SYSTEM_PROMPT_ZH + "\n\n" + CONCERN_INSTRUCTION["zh"]}
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[-1]["content"] == "活着好累，真的撑不下去了"
+    assert messages[-1]["content"] == "最近活着好累，每天都在哭"
     assert reply.text.startswith("先深呼吸，我们一起看看发生了什么。")
     assert reply.text.index("12356") > len("先深呼吸")
 
@@ -209,3 +212,30 @@ def test_a_100000_character_message_and_non_text_bytes_get_a_clear_reply():
     assert reply.risk.level == "crisis" and model.calls == []
     reply = respond([], bytes(range(128, 256)) + "最近睡得不好".encode(), model)
     assert reply.model_called and model.calls[-1][-1]["content"].endswith("最近睡得不好")
+
+
+def test_only_a_concern_turn_gains_the_safety_instruction():
+    model = Model("嗯，我在听。")
+    respond([], "今天天气不错，出去走了走", model)
+    respond([], "I keep crying and I feel hopeless, nothing helps", model)
+    respond([], "我朋友说她想自杀，我该怎么办", model)
+    plain, concern, someone_else = (calls[0]["content"] for calls in model.calls)
+    assert plain == SYSTEM_PROMPT_ZH and CONCERN_INSTRUCTION["en"] in concern and concern.startswith(SYSTEM_PROMPT_EN)
+    assert "no information about methods" in concern and "thoughts of suicide" in concern
+    # someone else's words (the rules set them aside): the model is asked to check on the writer too
+    assert CONCERN_INSTRUCTION["zh"] in someone_else and "别人" in someone_else
+
+
+@pytest.mark.slow
+def test_a_concern_turn_reaches_the_served_model_with_the_safety_instruction():
+    with ChatServer() as server:
+        backend = EndpointBackend("cbt-test", server.base_url, max_retries=0)
+        reply = respond([], "最近活着好累，每天都在哭", backend)
+        assert reply.risk.level == "concern" and reply.model_called
+        (sent,) = server.stats.received
+        assert sent[0]["role"] == "system" and sent[0]["content"].endswith(CONCERN_INSTRUCTION["zh"])
+        assert "不要提供任何关于方法" in sent[0]["content"] and sent[-1]["content"] == "最近活着好累，每天都在哭"
+        assert "12356" in reply.text.split("——")[-1]  # the resources follow the model's answer
+        respond([], "周末去公园散步了", backend)
+        assert CONCERN_INSTRUCTION["zh"] not in server.stats.received[-1][0]["content"]
+        assert respond([], "我已经把药都吃了", backend).model_called is False and len(server.stats.received) == 2

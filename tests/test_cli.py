@@ -5,17 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from cbt_llm.cli import app, chat, data, evaluation, generation, hub, main, parse_args
+from cbt_llm.cli import command_groups, main, parse_args
 from cbt_llm.cli.common import Group
 from cbt_llm.cli.legacy import translate
 from cbt_llm.config import on_command_line
+from cbt_llm.data.build import BuildConfig
 
 SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "cbt_llm" / "data" / "sample" / "questions.jsonl"
 
 
 def _commands():
     """``(argv prefix, command)`` for every dataclass command, batch's actions included."""
-    for group in (data, generation, evaluation, hub, chat, app):
+    for group in command_groups():
         for command in group.COMMANDS:
             if isinstance(command, Group):
                 yield from (([command.name, action.name], action) for action in command.commands)
@@ -29,7 +30,7 @@ COMMANDS = list(_commands())
 def test_help_lists_the_subcommands(cli):
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("validate", "build", "train", "generate", "batch", "predict", "push", "pull", "chat", "merge"):
+    for command in ("validate", "build", "train", "generate", "batch", "predict", "bench", "push", "pull", "chat", "merge"):
         assert command in result.stdout
 
 
@@ -58,7 +59,7 @@ def test_help_of_each_command_lists_every_field_with_its_help(prefix, command, c
 ])
 def test_both_spellings_give_the_same_arguments(argv):
     _, args = parse_args(argv)
-    assert args == data.BuildConfig(output_dir="out", split_ratios=[0.5, 0.25, 0.25], questions_source="other")
+    assert args == BuildConfig(output_dir="out", split_ratios=[0.5, 0.25, 0.25], questions_source="other")
 
 
 def test_old_flags_are_translated_with_one_notice_each(capsys):

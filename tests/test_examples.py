@@ -11,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BENCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"  # the demo's bench slice reads it
 
 
 def run(script: str, cwd: Path, *args: str) -> str:
@@ -25,7 +26,10 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
     stdout = run("demo.py", tmp_path, "--output", "out")
     lines = [line for line in stdout.splitlines() if line.startswith("[")]
     assert [line.split()[0].strip("[") for line in lines] == ["generate", "build", "train", "predict", "evaluate",
-                                                               "upload"]
+                                                               "bench", "upload"]
+    if BENCH_DATA.is_dir():  # a slice of CPsyExam and CBT-Bench on the adapter, said plainly to be at chance
+        scores = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())
+        assert set(scores["tasks"]) == {"cpsyexam", "cbt_bench"} and "scores at chance at best" in stdout
     # It says at once how long it takes, and training (most of that time) shows its progress: a line per epoch.
     assert re.match(r"The demo takes about \d+ minutes on 2 CPU cores", stdout)
     training = stdout.split("[build")[1].split("[train")[0]

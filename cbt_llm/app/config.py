@@ -19,7 +19,8 @@ class AppConfig(ChatModelConfig):
 
     dataset: str | None = option("cbt_qa", "cbt_qa (the bundled sample), a folder from `cbt-llm build` or a Hub "
                                  "dataset id")
-    report_dir: str | None = option(None, "a folder from `cbt-llm evaluate`, shown in the report tab", metavar="DIR")
+    report_dir: str | None = option(None, "a folder from `cbt-llm evaluate` or `cbt-llm bench` (report.md, "
+                                    "bench.md and their plots), shown in the report tab", metavar="DIR")
     language: Literal["zh", "en"] = option("zh", "interface language (replies follow each message's language)")
     host: str = option("127.0.0.1", "address to bind")
     port: int | None = option(None, "port (default: Gradio's, 7860 or the next free one)")

@@ -1,4 +1,5 @@
-"""The explorer: a built dataset (or Hub dataset) record by record with its CBT steps coloured, and the report.
+"""The explorer: a built dataset (or Hub dataset) record by record with its CBT steps coloured, and the report
+(``cbt-llm evaluate``'s, ``cbt-llm bench``'s, or both).
 
 The data side is plain Python (``load_records``, ``filter_records``, ``answer_segments``,
 ``read_report``) so it can be tested without a browser; ``add_dataset_tab`` and ``add_report_tab``
@@ -20,6 +21,7 @@ from cbt_llm.steps import (
 
 STEP_COLOURS = dict(zip(STEP_KEYS, ("#a8d8ea", "#ffd3b6", "#dcedc1", "#ffaaa5", "#d4a5f5")))
 REPORT_FILE = "report.md"
+REPORT_FILES = (REPORT_FILE, "bench.md")  # an evaluation report, a benchmark report, or both in one folder
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -135,13 +137,16 @@ def render_record(record: dict | None, language: str) -> tuple[str, list[tuple[s
 
 
 def read_report(report_dir: str | Path) -> tuple[str, list[Path]]:
-    """``report.md`` without its image lines (the plots are shown as images), and the folder's PNGs."""
+    """``report.md`` (``cbt-llm evaluate``) and/or ``bench.md`` (``cbt-llm bench``) without their image lines
+    (the plots are shown as images), and the folder's PNGs."""
     folder = Path(report_dir).expanduser()
-    path = folder / REPORT_FILE
-    if not path.is_file():
-        raise CbtLlmError(f"{path}: no {REPORT_FILE} (give the folder `cbt-llm evaluate --output_dir` wrote)")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("![")]
-    return "\n".join(lines).strip(), sorted(folder.glob("*.png"))
+    found = [folder / name for name in REPORT_FILES if (folder / name).is_file()]
+    if not found:
+        raise CbtLlmError(f"{folder / REPORT_FILE}: no {' or '.join(REPORT_FILES)} (give the folder `cbt-llm evaluate` "
+                          "or `cbt-llm bench` wrote as --output_dir)")
+    texts = ["\n".join(line for line in path.read_text(encoding="utf-8").splitlines()
+                       if not line.lstrip().startswith("![")).strip() for path in found]
+    return "\n\n".join(texts), sorted(folder.glob("*.png"))
 
 
 # ------------------------------------------------------------------------------------------ layout
@@ -193,7 +198,8 @@ def add_dataset_tab(gr, records: list[dict], language) -> None:
 
 
 def add_report_tab(gr, report_dir: str | Path | None, language) -> None:
-    """The report tab: report.md's table and explanations, then the PNG plots; a hint when no report is given."""
+    """The report tab: report.md's and/or bench.md's tables and explanations, then the PNG plots; a hint when no
+    report is given."""
     text = ui(language.value)
     table, images = read_report(report_dir) if report_dir is not None else (None, [])
     with gr.Tab(text["report_tab"], id="report") as tab:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import statistics
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +47,34 @@ def _record_counts(records: list[dict]) -> dict[str, Any]:
     }
 
 
+def dialogue_card_inputs(dialogue_set: RecordSet) -> dict[str, Any]:
+    """What the card says of the ``dialogue`` config: where the dialogues come from, and the dialogue checks
+    (``generation.dialogue_checks``) run again over every kept one, public corpora included."""
+    from cbt_llm.generation.dialogue_checks import check_dialogue
+
+    records = dialogue_set.records
+    checks = [check_dialogue(r["messages"], r.get("language", "zh")) for r in records]
+    reasons = Counter(re.sub(r"\d+", "N", why) for check in checks for why in check.reasons)
+    return {
+        "num": len(records), "num_dropped": sum(dialogue_set.dropped.values()),
+        "dropped": dialogue_set.dropped.most_common(),
+        "sources": [(table_cell(name), n) for name, n in Counter(r["source"] or "unknown" for r in records).most_common()],
+        "rounds": round(statistics.mean(c.rounds for c in checks), 1),
+        "question_share": f"{statistics.mean(c.question_share for c in checks):.0%}",
+        "passed": sum(c.ok for c in checks), "all_steps": sum(len(c.steps) == 5 for c in checks),
+        "crisis": sum(c.crisis_turn is not None for c in checks),
+        "check_reasons": [(table_cell(why), n) for why, n in reasons.most_common(8)],
+    }
+
+
 def dataset_card_inputs(record_set: RecordSet, splits: dict[str, dict[str, tuple[int, int]]],
-                        config: BuildConfig) -> dict[str, Any]:
+                        config: BuildConfig, dialogue_set: RecordSet | None = None) -> dict[str, Any]:
     """Everything the dataset card says, as plain JSON data: ``build_dataset`` keeps it beside the card so
     that ``cbt-llm push`` renders the same card again for its repo id instead of editing the text.
 
     ``splits`` maps config -> split -> (rows, parquet bytes). The license defaults to the project's
     Apache-2.0 for the bundled sample and to ``other`` for generated data, whose questions have their
-    own terms.
+    own terms. ``dialogue_set``, when the build has a ``dialogue`` config, adds its section.
     """
     from_sample = not config.input
     return {
@@ -64,6 +86,7 @@ def dataset_card_inputs(record_set: RecordSet, splits: dict[str, dict[str, tuple
         "num_records": len(record_set.records), "num_dropped": sum(record_set.dropped.values()),
         "dropped": record_set.dropped.most_common(),
         **_record_counts(record_set.records),
+        "dialogue": dialogue_card_inputs(dialogue_set) if dialogue_set is not None else None,
     }
 
 

@@ -69,3 +69,39 @@ def update_model_card_with_results(card_path: str | Path, results: dict[str, flo
                                 CARD_START, CARD_END, before="\n## How to use")
     card.save(card_path)
     return card_path
+
+
+BENCH_START, BENCH_END = "<!-- cbt-llm bench: start -->", "<!-- cbt-llm bench: end -->"
+
+
+def update_model_card_with_bench(card_path: str | Path, rows: list[dict], note: str = "") -> Path:
+    """Write public-benchmark scores (``cbt-llm bench``) into the card's ``model-index`` and a "Benchmarks" section.
+
+    Each row has ``dataset_type`` (the benchmark's Hub id or name), ``dataset_name``, ``split``,
+    ``metric_type``, ``metric_name``, ``value`` and ``args`` (shots, judge...). Earlier results of the
+    same benchmark and split are replaced; ``cbt-llm evaluate``'s results are kept.
+    """
+    from huggingface_hub import EvalResult, ModelCard
+
+    card_path = Path(card_path)
+    if not card_path.is_file():
+        raise CbtLlmError(f"{card_path}: no such model card")
+    card = ModelCard.load(card_path)
+    replaced = {(r["dataset_type"], r["split"]) for r in rows}
+    keep = [r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split) not in replaced]
+    card.data.eval_results = keep + [
+        EvalResult(task_type="text-generation", task_name=r["task_name"], dataset_type=r["dataset_type"],
+                   dataset_name=r["dataset_name"], dataset_split=r["split"], metric_type=r["metric_type"],
+                   metric_name=r["metric_name"], metric_value=round(float(r["value"]), 4), metric_args=r.get("args"))
+        for r in rows if r["value"] is not None]
+    if not card.data.model_name:
+        card.data.model_name = card_path.parent.name
+    table = ["| Benchmark | Split | Metric | Value | Settings |", "|---|---|---|---|---|"]
+    table += [f"| {table_cell(r['dataset_name'])} | {r['split']} | {table_cell(r['metric_name'])} | "
+              f"{'-' if r['value'] is None else format(r['value'], '.4f')} | "
+              f"{table_cell(', '.join(f'{k} {v}' for k, v in (r.get('args') or {}).items()))} |" for r in rows]
+    section = "\n".join([BENCH_START, "## Benchmarks", "", "Scored by `cbt-llm bench` on public benchmarks:", "",
+                         *table, *(["", note] if note else []), BENCH_END])
+    card.text = replace_section(card.text, section, BENCH_START, BENCH_END, before="\n## How to use")
+    card.save(card_path)
+    return card_path

@@ -5,7 +5,9 @@ Every user turn goes through :func:`cbt_llm.safety.assess_risk` before any model
 * ``crisis``: a fixed, caring reply in the message's language with the crisis resources; ``generate``
   is never called (a model must not improvise here). Someone else in an emergency gets a variant
   that puts the emergency numbers first.
-* ``concern``: the model answers, then the resources are appended.
+* ``concern``: the model answers with a short safety instruction added to its system prompt
+  (:data:`CONCERN_INSTRUCTION`: acknowledge, ask gently and directly about thoughts of suicide or
+  self-harm, give no means information), then the resources are appended.
 * ``none``: the model's answer as it is.
 
 The risk is read over the last few user turns as well as the newest one
@@ -91,6 +93,34 @@ CONCERN_FOOTER = {
         "you can reach out any time:\n{resources}"
     ),
 }
+
+
+# Added to the system prompt on a concern turn (the severity policy in cbt_llm.safety.risk). When the rules set the
+# crisis wording aside (someone else, a denial, the past: Risk.set_aside), the question is asked about that too.
+CONCERN_INSTRUCTION = {
+    "zh": (
+        "安全提示：用户这条消息可能流露出痛苦或与自杀、自伤有关的内容。请先共情地回应对方的感受；"
+        "温和而直接地询问对方现在是否有自杀或伤害自己的想法；不要提供任何关于方法、药物剂量或地点的信息；"
+        "鼓励对方联系信任的人或心理援助热线。"
+    ),
+    "en": (
+        "Safety note: the user's message may show distress or touch on suicide or self-harm. Acknowledge their "
+        "feelings first; ask gently and directly whether they are having thoughts of suicide or of hurting "
+        "themselves; give no information about methods, doses or places; encourage them to reach someone they "
+        "trust or a crisis line."
+    ),
+}
+SET_ASIDE_INSTRUCTION = {
+    "zh": "如果对方谈的是别人或过去的经历，也请关心对方自己现在是否安全。",
+    "en": "If they are talking about someone else or about the past, also ask how they themselves are doing now.",
+}
+
+
+def safety_instruction(language: str, risk: Risk) -> str:
+    """The instruction a concern turn adds to the system prompt (``risk`` says whether the rules set wording aside)."""
+    language = language if language in CONCERN_INSTRUCTION else "en"
+    extra = " " + SET_ASIDE_INSTRUCTION[language] if risk.set_aside else ""
+    return CONCERN_INSTRUCTION[language] + extra
 
 
 def notice(language: str = "zh") -> str:
@@ -236,7 +266,7 @@ def respond_stream(history: Iterable[dict], message: str, generate: Callable, la
     the message. ``max_tokens`` trims the history (system line and newest turns kept) before
     ``generate`` sees it. The risk is read over the last ``context_turns`` user turns as well as
     ``message``; ``model_guard``, ``lexicon`` and ``classifier`` are passed to :func:`assess_risk` (a model
-    guard can only raise the level). A message that is bytes is decoded (bad bytes replaced) before anything else.
+    guard can only raise the level). On a concern turn the system line gains :func:`safety_instruction`. A message that is bytes is decoded (bad bytes replaced) before anything else.
     """
     if isinstance(message, (bytes, bytearray)):
         message = as_text(message)[0]
@@ -249,6 +279,9 @@ def respond_stream(history: Iterable[dict], message: str, generate: Callable, la
                                classifier=classifier)
     language = language or detect_language(message)
     messages = build_messages(history, message, language, system_prompt, max_tokens, count_tokens)
+    if risk.level == "concern":
+        system = messages[0]
+        messages[0] = {"role": "system", "content": f"{system['content']}\n\n{safety_instruction(language, risk)}"}
     return ReplyStream(risk, language, messages, generate)
 
 

@@ -18,13 +18,22 @@ from cbt_llm.cli.common import Command
 from cbt_llm.config import on_command_line
 from cbt_llm.errors import CbtLlmError
 
+# The command groups (``cbt_llm/cli/<group>.py``), in the order ``--help`` lists them; ``train`` follows ``data``.
+GROUPS = ("data", "generation", "evaluation", "bench", "hub", "chat", "app")
+
+
+def command_groups() -> list:
+    """The group modules, imported (each holds ``COMMANDS``)."""
+    from importlib import import_module
+
+    return [import_module(f"cbt_llm.cli.{name}") for name in GROUPS]
+
 
 def build_parser():
     """The ``cbt-llm`` parser: one HfArgumentParser subparser per command (imports transformers)."""
     from argparse import ArgumentParser
 
     from cbt_llm import __version__
-    from cbt_llm.cli import app, chat, data, evaluation, generation, hub
     from cbt_llm.cli.common import add_commands, command_parser_class
 
     parser = ArgumentParser(prog="cbt-llm", allow_abbrev=False, description="CBT-structured mental-health QA: "
@@ -32,11 +41,12 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"cbt-llm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=command_parser_class())
-    add_commands(commands, data.COMMANDS)
+    first, *rest = command_groups()
+    add_commands(commands, first.COMMANDS)
     # `train` hands its arguments to TrlParser (main() dispatches it before parsing): listed here for --help.
     commands.add_parser("train", add_help=False, help="LoRA fine-tuning from a YAML recipe: --config RECIPE "
                         "[--field value ...] (see `cbt-llm train --help`)")
-    for group in (generation, evaluation, hub, chat, app):
+    for group in rest:
         add_commands(commands, group.COMMANDS)
     return parser
 

@@ -1,7 +1,8 @@
-"""``cbt-llm generate``, ``batch submit|poll|ingest`` and ``annotate``: answers and labels from a teacher model.
+"""``cbt-llm generate``, ``batch submit|poll|ingest``, ``annotate`` and ``dialogue``: answers, labels and
+multi-turn dialogues from a teacher model.
 
 Each command parses its stage's config (``GenerateConfig``, ``BatchConfig``, ``PollConfig``,
-``IngestConfig``, ``AnnotateConfig``) and hands it whole to the stage function.
+``IngestConfig``, ``AnnotateConfig``, ``DialogueConfig``) and hands it whole to the stage function.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cbt_llm.config import option
 from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV
 from cbt_llm.generation.annotate import AnnotateConfig, annotate
 from cbt_llm.generation.batch import BatchConfig, IngestConfig, PollConfig, ingest, poll, run_batch, submit
+from cbt_llm.generation.dialogue import DialogueConfig, dialogue
 from cbt_llm.generation.generate import Estimate, GenerateConfig, GenerateSummary, estimate, generate
 
 
@@ -58,4 +60,13 @@ COMMANDS = (
             description="Copy a records file, asking the teacher to label the ok records' questions with cognitive "
                         "distortions from the taxonomy in cbt_llm.data.prompts.COGNITIVE_DISTORTIONS (stored in "
                         "'distortions'). Resumable like generate."),
+    Command("dialogue", DialogueConfig, dialogue,
+            help="make multi-turn CBT dialogues with a teacher model (simulate or rewrite)",
+            description="simulate (default): for every question the teacher writes a CBT case plan, then plays a "
+                        "client simulator and a counsellor in turn until the counsellor closes or --max_rounds; "
+                        "rewrite: one request turns each ok single-turn record into a dialogue. Every dialogue is "
+                        "checked (turn-taking, rounds and turn length, asking before advising, the five steps across "
+                        "the counsellor's turns, no AI meta-talk, one language, the crisis protocol after a crisis "
+                        "turn) and written as one JSON line with status ok, rejected or failed. Many dialogues run "
+                        "at once (--concurrency); safe to kill: the same command again skips the finished ones."),
 )

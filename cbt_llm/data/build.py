@@ -1,5 +1,8 @@
 """``build_dataset(BuildConfig(...))``: write the dataset folder (parquet per config and split, plus the card).
 
+``default`` and ``sft`` come from single-turn records (``--input``, else the bundled sample); the
+``dialogue`` config is written when ``--dialogues`` names dialogue files (see ``cbt_llm.data.dialogues``).
+
 The folder is what plain ``load_dataset(DIR)`` reads and what ``cbt-llm push`` uploads as it is.
 """
 
@@ -13,7 +16,8 @@ from typing import Literal
 
 from cbt_llm.config import option
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
-from cbt_llm.data.records import read_records
+from cbt_llm.data.dialogues import dialogue_sample_path, read_dialogues
+from cbt_llm.data.records import RecordSet, read_records
 from cbt_llm.data.splits import (
     DEFAULT_SPLIT_RATIOS,
     SPLITS,
@@ -35,6 +39,9 @@ class BuildConfig:
                                      "sample)", metavar="FILE")
     split_ratios: list[float] = option(list(DEFAULT_SPLIT_RATIOS), "shares of the id-hash split: TRAIN VALIDATION "
                                        "TEST", metavar="SHARE")
+    dialogues: list[str] | None = option(None, "dialogue files or folders for the dialogue config: cbt-llm dialogue's "
+                                         "output (.jsonl), SMILECHAT (.json), CPsyCounD (.txt), or 'sample' (the "
+                                         "bundled CBT dialogues); mixed as given", metavar="PATH")
     system_prompt: str = option(SYSTEM_PROMPT_ZH, "system line of the sft config (default: the CBT-LLM paper's)")
     pretty_name: str = option("CBT QA", "dataset name shown on the card")
     license: str | None = option(None, "card license (default: apache-2.0 for the sample, other for generated data)")
@@ -58,12 +65,13 @@ class BuildResult:
     dropped: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # a previous build's split files that are no longer made
+    dialogues_dropped: Counter = field(default_factory=Counter)
 
     def format(self) -> str:
         """One line: the folder, its sizes, what was dropped, the card, what was removed and any warning."""
         sizes = "; ".join(f"{config}: " + ", ".join(f"{split} {n}" for split, n in splits.items())
                           for config, splits in self.num_rows.items())
-        dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items()) or "none"
+        dropped = ", ".join(f"{n} {why}" for why, n in (self.dropped + self.dialogues_dropped).items()) or "none"
         removed = f"; removed the previous build's {', '.join(self.removed)}" if self.removed else ""
         return (f"built {self.output_dir} ({sizes}); dropped: {dropped}; card: {self.output_dir / 'README.md'}"
                 + removed + "".join(f"; warning: {w}" for w in self.warnings))
@@ -113,16 +121,16 @@ def _warnings(config: BuildConfig, splits: dict[str, dict[str, tuple[int, int]]]
     return warnings
 
 
-def _write_parquet(by_split: dict[str, list[dict]], output_dir: Path,
-                   system_prompt: str) -> dict[str, dict[str, tuple[int, int]]]:
+def _write_parquet(by_split: dict[str, list[dict]], output_dir: Path, system_prompt: str,
+                   configs: tuple[str, ...]) -> dict[str, dict[str, tuple[int, int]]]:
     """``CONFIG/SPLIT-00000-of-00001.parquet`` for every config and non-empty split: config -> split -> (rows, bytes)."""
     import datasets
     import pyarrow.parquet as pq
 
-    from cbt_llm.data.builder import CONFIG_NAMES, FEATURES, to_row
+    from cbt_llm.data.builder import FEATURES, to_row
 
     splits: dict[str, dict[str, tuple[int, int]]] = {}
-    for config in CONFIG_NAMES:
+    for config in configs:
         splits[config] = {}
         for split, rows in by_split.items():
             if not rows:
@@ -145,6 +153,7 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     other parquet files are removed, so a push cannot upload them).
     """
     from cbt_llm.cards import DATASET_CARD_INPUTS, dataset_card_inputs, render_dataset_card
+    from cbt_llm.data.builder import QA_CONFIGS
 
     paths = [Path(p) for p in config.input] if config.input else [sample_path()]
     record_set = read_records(paths)
@@ -154,14 +163,29 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     output_dir = Path(config.output_dir)
     _check_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    splits = _write_parquet(split_records(record_set.records, tuple(config.split_ratios)), output_dir,
-                            config.system_prompt)
+    ratios = tuple(config.split_ratios)
+    splits = _write_parquet(split_records(record_set.records, ratios), output_dir, config.system_prompt, QA_CONFIGS)
+    dialogue_set = read_dialogue_set(config.dialogues)
+    if dialogue_set is not None:
+        splits.update(_write_parquet(split_records(dialogue_set.records, ratios), output_dir, config.system_prompt,
+                                     ("dialogue",)))
     removed = _remove_stale_splits(output_dir, splits)
-    card_inputs = dataset_card_inputs(record_set, splits, config)
+    card_inputs = dataset_card_inputs(record_set, splits, config, dialogue_set)
     (output_dir / "README.md").write_text(render_dataset_card(card_inputs), encoding="utf-8")
     inputs_path = output_dir / DATASET_CARD_INPUTS
     inputs_path.parent.mkdir(exist_ok=True)
     inputs_path.write_text(json.dumps(card_inputs, ensure_ascii=False, indent=1), encoding="utf-8")
     num_rows = {name: {split: n for split, (n, _) in parts.items()} for name, parts in splits.items()}
-    return BuildResult(output_dir, num_rows, record_set.dropped,
-                       _warnings(config, splits, len(record_set.records)), removed)
+    return BuildResult(output_dir, num_rows, record_set.dropped, _warnings(config, splits, len(record_set.records)),
+                       removed, dialogue_set.dropped if dialogue_set is not None else Counter())
+
+
+def read_dialogue_set(paths: list[str] | None) -> RecordSet | None:
+    """The dialogues for the ``dialogue`` config (``sample`` names the bundled ones), or None when none are named."""
+    if not paths:
+        return None
+    dialogue_set = read_dialogues([dialogue_sample_path() if p == "sample" else Path(p) for p in paths])
+    if not dialogue_set.records:
+        reasons = ", ".join(f"{n} {why}" for why, n in dialogue_set.dropped.items()) or "no dialogues"
+        raise CbtLlmError(f"no dialogue to build from {', '.join(paths)}: {reasons}")
+    return dialogue_set

@@ -1,25 +1,30 @@
-"""The ``cbt_qa`` builder: a ``datasets`` builder with a ``default`` and an ``sft`` config.
+"""The ``cbt_qa`` builder: a ``datasets`` builder with a ``default``, an ``sft`` and a ``dialogue`` config.
 
 ``load_dataset("cbt_qa")`` reads the bundled sample, ``load_dataset("cbt_qa", data_files=...)``
-the record files named; ``cbt_llm.data.registration`` makes the name known to ``datasets``.
+the record files named; ``load_dataset("cbt_qa", "dialogue")`` the bundled CBT dialogues, and with
+``data_files`` dialogue files of any kind ``cbt_llm.data.dialogues`` reads (ours, SMILECHAT, CPsyCounD); ``cbt_llm.data.registration`` makes the name known to ``datasets``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
 from datasets.builder import Key
 
 from cbt_llm.data import records
+from cbt_llm.data.dialogue_prompts import DIALOGUE_SYSTEM_PROMPTS
+from cbt_llm.data.dialogues import dialogue_sample_path, read_dialogues
 from cbt_llm.data.prompts import STEP_KEYS, SYSTEM_PROMPT_ZH, chat_prompt
 from cbt_llm.data.records import read_records
-from cbt_llm.data.splits import DEFAULT_SPLIT_RATIOS, check_split_ratios, split_records
+from cbt_llm.data.splits import DEFAULT_SPLIT_RATIOS, check_split_ratios, sample_path, split_records
 from cbt_llm.errors import CbtLlmError
 
 BUILDER_NAME = "cbt_qa"
-CONFIG_NAMES = ("default", "sft")
+CONFIG_NAMES = ("default", "sft", "dialogue")
+QA_CONFIGS = ("default", "sft")  # made from single-turn records; "dialogue" from dialogue files
 
 _MESSAGES = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
 FEATURES = {
@@ -39,6 +44,20 @@ FEATURES = {
         }
     ),
     "sft": datasets.Features({"id": datasets.Value("string"), "prompt": _MESSAGES, "completion": _MESSAGES}),
+    "dialogue": datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "messages": _MESSAGES,
+            "plan": {
+                "automatic_thought": datasets.Value("string"),
+                "distortions": datasets.List(datasets.Value("string")),
+                "techniques": datasets.List(datasets.Value("string")),
+                "goal": datasets.Value("string"),
+            },
+            "question": datasets.Value("string"),
+            "source": datasets.Value("string"),
+        }
+    ),
 }
 
 
@@ -46,6 +65,11 @@ def to_row(record: dict[str, Any], config: str, system_prompt: str = SYSTEM_PROM
     """One record as a row of the given config."""
     if config == "default":
         return record
+    if config == "dialogue":  # system_prompt: the single-turn line is not a dialogue's; None: by the record's language
+        system = system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else \
+            DIALOGUE_SYSTEM_PROMPTS[record.get("language", "zh")]
+        return {"id": record["id"], "messages": [{"role": "system", "content": system}, *record["messages"]],
+                "plan": record["plan"], "question": record["question"], "source": record["source"]}
     return {
         "id": record["id"],
         "prompt": chat_prompt(record["question"], record["description"], system_prompt),
@@ -59,7 +83,8 @@ class CbtQaConfig(datasets.BuilderConfig):
 
     Args:
         split_ratios: train/validation/test shares for the id-hash split.
-        system_prompt: the system line of the ``sft`` config's prompt (default: the paper's).
+        system_prompt: the system line of the ``sft`` config's prompt (default: the paper's); of the ``dialogue``
+            config's messages when set to another line (default: ``DIALOGUE_SYSTEM_PROMPTS`` in the dialogue's language).
     """
 
     split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS
@@ -73,6 +98,8 @@ class CbtQa(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         CbtQaConfig(name="default", description="One row per record: question, description, CBT answer, steps."),
         CbtQaConfig(name="sft", description="Conversational prompt/completion rows for TRL's SFTTrainer."),
+        CbtQaConfig(name="dialogue", description="Multi-turn CBT dialogues: system, then client (user) and "
+                                                 "counsellor (assistant) turns, with the case plan."),
     ]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -87,9 +114,17 @@ class CbtQa(datasets.GeneratorBasedBuilder):
         # A split that gets no records (a zero ratio, or very few records) is left out, as in build_dataset.
         # (datasets sets config kwargs with setattr, so the ratios are checked here, not in __post_init__.)
         ratios = check_split_ratios(self.config.split_ratios)
-        by_split = split_records(read_records(files).records, ratios)
+        by_split = split_records(self._read(files), ratios)
         return [datasets.SplitGenerator(name=split, gen_kwargs={"records": rows})
                 for split, rows in by_split.items() if rows]
+
+    def _read(self, files: list[str]) -> list[dict[str, Any]]:
+        """The config's records; with no files named (the sample), the dialogue config reads its own sample."""
+        if self.config.name != "dialogue":
+            return read_records(files).records
+        if [Path(f).resolve() for f in files] == [sample_path().resolve()]:
+            files = [str(dialogue_sample_path())]
+        return read_dialogues(files).records
 
     def _generate_examples(self, records: list[dict[str, Any]]):
         for index, record in enumerate(records):

@@ -105,16 +105,20 @@ def parse_record(obj: dict, loc: Location) -> tuple[dict[str, Any], str | None]:
 
 def read_records(paths: Iterable[str | Path]) -> RecordSet:
     """Read record files in order; ids must be unique across all of them."""
+    return gather((loc, *parse_record(obj, loc)) for path in paths for loc, obj in iter_json_objects(path))
+
+
+def gather(items: Iterable[tuple[Location, dict[str, Any], str | None]]) -> RecordSet:
+    """Parsed records (with their location and the reason each is dropped, or None) sorted into kept and
+    dropped; an id seen twice is an error naming both places."""
     result = RecordSet()
     ids = IdRegistry()
-    for path in paths:
-        for loc, obj in iter_json_objects(path):
-            record, reason = parse_record(obj, loc)
-            ids.add(record["id"], loc)
-            if reason is None:
-                result.records.append(record)
-            else:
-                result.dropped[reason] += 1
+    for loc, record, reason in items:
+        ids.add(record["id"], loc)
+        if reason is None:
+            result.records.append(record)
+        else:
+            result.dropped[reason] += 1
     return result
 
 

@@ -26,9 +26,10 @@ BUILDER_MODULE = "cbt_llm.data.builder"
 
 def _module_hash() -> str:
     """Hash of the code that shapes the rows, so the datasets cache is rebuilt when it changes."""
-    from cbt_llm.data import builder, prompts, records, splits
+    from cbt_llm.data import builder, dialogue_prompts, dialogues, prompts, records, splits
 
-    source = "".join(inspect.getsource(module) for module in (prompts, records, splits, builder))
+    source = "".join(inspect.getsource(module) for module in (prompts, records, splits, dialogue_prompts, dialogues,
+                                                               builder))
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 

@@ -22,7 +22,8 @@ _MODELS: dict[str, tuple[str, dict[str, int]]] = {
     SMALL_MODEL_NAME: ("small-random-llama", {"hidden_size": 128, "intermediate_size": 256}),
 }
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-# ChatML, with {% generation %} marks so TRL's assistant_only_loss can find the assistant turns.
+# ChatML, with {% generation %} marks around each assistant turn's content and its <|im_end|>, so TRL's
+# assistant_only_loss trains on every counsellor turn of a dialogue, and on its stop token, and on nothing else.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
@@ -89,15 +90,11 @@ def _training_texts() -> list[str]:
     return texts
 
 
-def _write_tiny_model(folder: Path, sizes: dict[str, int]) -> None:
-    import torch
+def tiny_tokenizer():
+    """The local random models' tokenizer (a byte-level BPE trained on the sample, with ``CHAT_TEMPLATE``), made
+    in memory in well under a second: what the models' folders hold, for checks that need no model."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE(unk_token=None))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -108,6 +105,14 @@ def _write_tiny_model(folder: Path, sizes: dict[str, int]) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         model_max_length=2048)
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _write_tiny_model(folder: Path, sizes: dict[str, int]) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer), **sizes, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

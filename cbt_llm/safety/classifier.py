@@ -1,11 +1,16 @@
-"""The learned layer: hashed character n-grams and a linear model, shipped as ``classifier.json``.
+"""The learned layer: hashed clause features and a linear model, shipped as ``classifier.json``.
 
-Pure Python at inference (``zlib.crc32`` hashing, an ``array`` of weights): no numpy, no torch, a
-few milliseconds a message. Two logistic heads score every message: ``crisis`` (crisis against the
-rest) and ``risk`` (concern or crisis against none); each has a threshold per language chosen on
-cross-validated predictions (see :mod:`cbt_llm.safety.train_classifier` and the README's safety
-section for the data it was trained on and its figures). Long messages are read in overlapping
-windows and the highest score counts, so a crisis line inside a long text is not averaged away.
+Pure Python at inference (``zlib.crc32`` hashing, an ``array`` of weights): no numpy, no torch, a few
+milliseconds a message. The normalised text (:func:`cbt_llm.safety.lexicon.normalize`, hyperbole masked)
+is cut into clauses; each clause gives character 1- to 3-grams, Latin words and word pairs, and pinyin
+syllable pairs (so 紫砂, ``zisha`` and 自杀 share features). A message is read clause by clause: each
+clause alone and each clause with its neighbours is one window, and the highest score over the windows
+counts, so a crisis line inside a long ordinary paragraph is never averaged away. Each clause is hashed
+once and a window joins its clauses' sets, so the cost is linear in the length.
+
+Two logistic heads score every window: ``crisis`` (crisis against the rest) and ``risk`` (concern or
+crisis against none); each has a threshold per language chosen on out-of-fold scores (see
+:mod:`cbt_llm.safety.train_classifier` and the README's safety section).
 """
 
 from __future__ import annotations
@@ -17,42 +22,92 @@ import math
 import re
 import zlib
 from array import array
+from itertools import accumulate
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.lexicon import load_lexicon, normalize
+from cbt_llm.safety.normalize import first_readings, pinyin_syllables
 from cbt_llm.safety.rules import mask_hyperbole
 
-FEATURE_VERSION = 2
-WINDOW = 500  # characters per window; training messages are at most this long
+FEATURE_VERSION = 3
+NEIGHBOURS = 1  # clauses on each side read with a clause
+WHOLE = 1500  # features up to which a message is also scored whole (about the 500 characters trained on)
+MIN_ALONE = 8  # features a clause needs to be scored alone (about three characters): a lone 了 says nothing
+_CLAUSE_END = re.compile(r"[。！？!?\n；;，,：:、]+|\.(?=\s|$)|…+|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
 _LATIN_TOKEN = re.compile(r"[a-z0-9]+")
 
 
-def features(text: str, buckets: int) -> list[int]:
-    """The sorted distinct bucket indices of ``text``'s features (binary bag, hashed with CRC-32).
-
-    Character 1- to 4-grams of the normalised text (the lexicon's normalisation: NFKC, lower case,
-    traditional to simplified) with the lexicon's hyperbole spans blanked (累死了 and "killing me"
-    read the same to both layers), plus Latin word unigrams and bigrams.
-    """
+def prepared(text: str) -> str:
+    """What the classifier reads: the lexicon's normalised text with hyperbole blanked (累死了 reads as nothing)."""
     lexicon = load_lexicon()
-    norm = mask_hyperbole(normalize(text, lexicon), lexicon, [])
-    grams = {norm[i:i + n] for n in (1, 2, 3, 4) for i in range(len(norm) - n + 1)}
-    keys = [f"c{g}" for g in grams if g.strip()]
-    words = _LATIN_TOKEN.findall(norm)
-    keys += [f"w{w}" for w in set(words)]
-    keys += [f"b{a} {b}" for a, b in set(zip(words, words[1:]))]
-    return sorted({zlib.crc32(k.encode("utf-8", "replace")) % buckets for k in keys})
+    return mask_hyperbole(normalize(text, lexicon), lexicon, [])
 
 
-def windows(text: str, size: int = WINDOW) -> list[str]:
-    """``text`` itself when short, else overlapping windows of ``size`` characters (half a window apart)."""
-    if len(text) <= size:
-        return [text]
-    step = size // 2
-    return [text[i:i + size] for i in range(0, len(text) - step, step)]
+def clauses(norm: str) -> list[str]:
+    """The clauses of a normalised text (sentence ends, commas, colons, a space between Chinese characters)."""
+    return [c for c in (part.strip() for part in _CLAUSE_END.split(norm)) if c]
+
+
+def clause_keys(clause: str) -> set[str]:
+    """The feature names of one clause (before hashing): character n-grams as they are, ``w``/``b`` Latin words
+    and word pairs, ``p`` pinyin syllable pairs."""
+    n = len(clause)
+    keys = set(clause)
+    keys.update([clause[i:i + 2] for i in range(n - 1)])
+    keys.update([clause[i:i + 3] for i in range(n - 2)])
+    keys.discard(" ")
+    if any("a" <= ch <= "z" for ch in clause):
+        words = _LATIN_TOKEN.findall(clause)
+        keys.update(f"w{w}" for w in words)
+        keys.update(f"b{a} {b}" for a, b in zip(words, words[1:]))
+        syllables = pinyin_syllables(clause)
+    else:
+        first = first_readings()
+        syllables = [first[ch] for ch in clause if ch in first]
+    keys.update(["p" + a + " " + b for a, b in zip(syllables, syllables[1:])])
+    return keys
+
+
+def clause_features(norm: str, buckets: int) -> list[list[int]]:
+    """One sorted list of hashed feature indices per clause of ``norm`` (a prepared text); each distinct feature
+    name is hashed once per text."""
+    seen: dict = {}
+
+    def index(key: str) -> int:
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = zlib.crc32(key.encode("utf-8", "replace")) % buckets
+        return found
+    return [sorted({index(k) for k in clause_keys(c)}) for c in clauses(norm)]
+
+
+def windows(units: list[list[int]], neighbours: int = NEIGHBOURS) -> list[range]:
+    """Which clauses form each window a message is scored on: the whole message when it is short (at most
+    ``2 * neighbours + 1`` clauses), else each clause with its ``neighbours`` on each side (and the whole message
+    too while it is no longer than those trained on); and, when there is more than one clause, each clause of
+    some length alone (a crisis line is not diluted by the clauses around it)."""
+    n = len(units)
+    if not n:
+        return []
+    joined = [range(n)] if n <= 2 * neighbours + 1 else [range(max(0, i - neighbours), min(n, i + neighbours + 1))
+                                                            for i in range(n)]
+    if n > 2 * neighbours + 1 and sum(map(len, units)) <= WHOLE:
+        joined.insert(0, range(n))  # a message as long as those trained on is also read whole, as in training
+    alone = [range(i, i + 1) for i in range(n) if len(units[i]) >= MIN_ALONE] if n > 1 else []
+    return joined + alone
+
+
+def window_features(units: list[list[int]], neighbours: int = NEIGHBOURS) -> list[list[int]]:
+    """Each window's feature indices: its clauses' lists joined (a feature in two clauses counts twice)."""
+    return [[i for c in window for i in units[c]] for window in windows(units, neighbours)]
+
+
+def features(text: str, buckets: int) -> list[int]:
+    """The feature indices of a whole message (every clause's, joined): what training fits on."""
+    return [i for unit in clause_features(prepared(text), buckets) for i in unit]
 
 
 def _sigmoid(x: float) -> float:
@@ -70,22 +125,35 @@ class RiskClassifier:
     thresholds: dict  # head -> {language: threshold}
     card: dict  # what it was trained on, how the thresholds were chosen, figures
 
-    def scores(self, text: str) -> dict:
-        """``{"crisis": p, "risk": p}``: the highest probability of each head over the text's windows."""
+    def window_scores(self, idx: list[int]) -> dict:
+        """``{"crisis": p, "risk": p}`` for one window's feature indices."""
+        if not idx:
+            return {head: 0.0 for head in self.weights}
+        norm = 1.0 / math.sqrt(len(idx))
+        return {head: _sigmoid(self.bias[head] + norm * sum(w[i] for i in idx)) for head, w in self.weights.items()}
+
+    def scores(self, text: str, prepared_text: str | None = None) -> dict:
+        """``{"crisis": p, "risk": p}``: the highest probability of each head over the clause windows.
+
+        Each clause's weight sum is taken once and a window adds its clauses' sums, so the cost is linear in
+        the length. ``prepared_text`` is :func:`prepared` of ``text`` when the caller has it already (the guard).
+        """
+        norm = prepared(text) if prepared_text is None else prepared_text
+        units = clause_features(norm, self.buckets)
+        spans = [w for w in windows(units)]
+        sizes = list(accumulate((len(u) for u in units), initial=0))
+        spans = [w for w in spans if sizes[w.stop] > sizes[w.start]]
         best = {head: 0.0 for head in self.weights}
-        for chunk in windows(text):
-            idx = features(chunk, self.buckets)
-            if not idx:
-                continue
-            norm = 1.0 / math.sqrt(len(idx))
-            for head, w in self.weights.items():
-                p = _sigmoid(self.bias[head] + norm * sum(w[i] for i in idx))
-                best[head] = max(best[head], p)
+        for head, w in self.weights.items():
+            sums = list(accumulate((sum(w[i] for i in unit) for unit in units), initial=0.0))
+            if spans:  # the highest logit over the windows: one sigmoid per head
+                top = max((sums[s.stop] - sums[s.start]) / math.sqrt(sizes[s.stop] - sizes[s.start]) for s in spans)
+                best[head] = _sigmoid(self.bias[head] + top)
         return best
 
-    def verdict(self, text: str, language: str) -> tuple[str, str]:
+    def verdict(self, text: str, language: str, prepared_text: str | None = None) -> tuple[str, str]:
         """(level, reason) for ``text`` written in ``language``: crisis, concern or none by the thresholds."""
-        scores = self.scores(text)
+        scores = self.scores(text, prepared_text)
         for head, level in (("crisis", "crisis"), ("risk", "concern")):
             threshold = self.thresholds[head].get(language, self.thresholds[head]["en"])
             if scores[head] >= threshold:

@@ -1,9 +1,10 @@
 """Scoring the guard on a labelled JSONL file, one layer at a time and combined: ``python -m cbt_llm.safety --eval``.
 
 A row needs ``text`` and ``label`` (none / concern / crisis; ``benign`` reads as none) and may carry
-``category``, ``language`` or ``lang``, and ``source``: the report breaks the figures down by
-language and by source, with the three figures the guard is held to (crisis -> crisis, crisis ->
-concern or crisis, and how many messages labelled none were flagged crisis).
+``category``, ``language`` or ``lang``, ``source`` and ``orig_label`` (the dataset's own label): the report
+breaks the figures down by language, by source and, when rows carry ``orig_label``, by severity in each
+language (:func:`severity_of`: active risk, a passive wish, none ...), with the figures the guard is held
+to (crisis -> crisis, crisis -> concern or crisis, none -> crisis, none -> concern or crisis).
 """
 
 from __future__ import annotations
@@ -17,13 +18,30 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.safety.classifier import load_classifier
-from cbt_llm.safety.guard import as_text, assess_risk
+from cbt_llm.safety.guard import LAYERS as LAYER_NAMES
+from cbt_llm.safety.guard import assess_risk, run_layers
 from cbt_llm.safety.lexicon import Lexicon, detect_language
 from cbt_llm.safety.risk import LEVELS, RANK, Risk
 
 LAYERS = ("rules", "classifier", "combined")
 _LABEL_ALIASES = {"benign": "none"}
+# PsySUICIDE's labels of active risk; 被动自杀意图 alone is a passive wish
+ACTIVE_LABELS = ("主动自杀意图", "自杀计划", "自杀准备行为", "自杀未遂", "自伤行为", "自伤意图")
+PASSIVE_LABELS = ("被动自杀意图",)
+
+
+def severity_of(gold: str, orig_label: str) -> str:
+    """The severity a row is scored under: ``active`` / ``passive`` for PsySUICIDE's crisis labels (active wins
+    when a row has both), else the gold label (an English crisis row is ``crisis``); '' without ``orig_label``."""
+    if not orig_label:
+        return ""
+    if gold == "none":
+        return "none"
+    if any(label in orig_label for label in ACTIVE_LABELS):
+        return "active"
+    if any(label in orig_label for label in PASSIVE_LABELS):
+        return "passive"
+    return gold
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class LabelledMessage:
     category: str
     language: str
     source: str
+    severity: str = ""  # from the row's orig_label (:func:`severity_of`); '' when it has none
 
 
 def read_labelled(path: str | Path) -> list[LabelledMessage]:
@@ -60,7 +79,8 @@ def read_labelled(path: str | Path) -> list[LabelledMessage]:
             raise CbtLlmError(f"{path}:{number}: text must be a string")
         language = row.get("language") or row.get("lang") or detect_language(text)
         rows.append(LabelledMessage(text, gold, str(row.get("category", gold)), language,
-                                    str(row.get("source", path.name)).split(" (")[0]))
+                                    str(row.get("source", path.name)).split(" (")[0],
+                                    severity_of(gold, str(row.get("orig_label") or ""))))
     if not rows:
         raise CbtLlmError(f"{path}: no labelled messages")
     return rows
@@ -70,25 +90,41 @@ def _rate(hits: int, n: int) -> str:
     return f"{hits / n:.3f} ({hits}/{n})" if n else "-"
 
 
-def group_figures(results) -> list[tuple[str, str, str, str]]:
-    """Per language and per source of ``(message, predicted level)`` pairs: (group, crisis -> crisis,
-    crisis -> concern or crisis, none -> crisis), each as "rate (hits/n)"."""
-    keys = sorted({("language", m.language) for m, _ in results}
-                  | {("source", m.source) for m, _ in results}, key=lambda k: (k[0] != "language", k[1]))
+def _group_keys(results) -> list[tuple[str, str]]:
+    """(group name, how to pick its rows): each language, each source, each language's severities."""
+    languages = sorted({m.language for m, _ in results})
+    keys = [(lang, ("language", lang)) for lang in languages]
+    keys += [(src, ("source", src)) for src in sorted({m.source for m, _ in results})]
+    keys += [(f"{lang} {sev}", ("severity", lang, sev)) for lang in languages
+             for sev in sorted({m.severity for m, _ in results if m.language == lang and m.severity})]
+    return keys
+
+
+def _picks(message: LabelledMessage, how: tuple) -> bool:
+    if how[0] == "severity":
+        return message.language == how[1] and message.severity == how[2]
+    return getattr(message, how[0]) == how[1]
+
+
+def group_figures(results) -> list[tuple[str, str, str, str, str]]:
+    """Per language, per source and per severity of ``(message, predicted level)`` pairs: (group,
+    crisis -> crisis, crisis -> concern or crisis, none -> crisis, none -> concern or crisis), each as
+    "rate (hits/n)"; a severity row counts its own rows in the crisis columns."""
     out = []
-    for kind, value in keys:
-        rows = [(m.gold, p) for m, p in results if getattr(m, kind) == value]
-        crisis = [p for g, p in rows if g == "crisis"]
+    for name, how in _group_keys(results):
+        rows = [(m.gold, str(p)) for m, p in results if _picks(m, how)]
+        flagged = [p for g, p in rows if g == "crisis" or (how[0] == "severity" and how[2] not in ("none", ""))]
         benign = [p for g, p in rows if g == "none"]
-        out.append((value, _rate(crisis.count("crisis"), len(crisis)),
-                    _rate(sum(p != "none" for p in crisis), len(crisis)),
-                    _rate(benign.count("crisis"), len(benign))))
+        out.append((name, _rate(flagged.count("crisis"), len(flagged)), _rate(sum(p != "none" for p in flagged),
+                    len(flagged)), _rate(benign.count("crisis"), len(benign)),
+                    _rate(sum(p != "none" for p in benign), len(benign))))
     return out
 
 
 def group_table(results) -> str:
     """:func:`group_figures` as a Markdown table."""
-    lines = ["| group | crisis -> crisis | crisis -> concern or crisis | none -> crisis |", "|---|---|---|---|"]
+    lines = ["| group | crisis -> crisis | crisis -> concern or crisis | none -> crisis | none -> concern or crisis |",
+             "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in group_figures(results)]
     return "\n".join(lines)
 
@@ -121,8 +157,8 @@ class EvalReport:
                   f"({round(self.benign_crisis_rate * benign)} of {benign}); exact-level accuracy: {self.accuracy:.3f}"]
         return "\n".join(lines)
 
-    def groups(self) -> list[tuple[str, str, str, str]]:
-        """Per language and per source: (group, crisis -> crisis, crisis -> concern or crisis, none -> crisis)."""
+    def groups(self) -> list[tuple[str, str, str, str, str]]:
+        """Per language, source and severity: see :func:`group_figures`."""
         return group_figures(self.results)
 
     def group_table(self) -> str:
@@ -131,23 +167,16 @@ class EvalReport:
 
 
 def layer_function(layer: str, lexicon=None, classifier=None, judge: Callable | None = None) -> Callable[[str], Risk]:
-    """``text -> Risk`` for one layer: ``rules``, ``classifier`` alone, ``combined`` (rules + classifier)
-    or ``judge`` (the judge alone); ``combined`` also asks ``judge`` when one is given."""
-    if layer == "rules":
-        return lambda text: assess_risk(text, lexicon=lexicon, classifier=False)
+    """``text -> Risk`` for one layer by its registered name (:data:`cbt_llm.safety.guard.LAYERS`): ``rules``,
+    ``classifier`` alone, ``judge`` (the model guard alone, with a judge), or ``combined`` (every layer: rules +
+    classifier, and ``judge`` when one is given)."""
+    options = {"lexicon": lexicon, "classifier": classifier, "model_guard": judge}
     if layer == "combined":
-        return lambda text: assess_risk(text, model_guard=judge, lexicon=lexicon, classifier=classifier)
-    if layer == "classifier":
-        model = load_classifier(classifier) if not hasattr(classifier, "verdict") else classifier
-
-        def run(text):
-            text = as_text(text)[0]
-            level, reason = model.verdict(text, detect_language(text))
-            return Risk(level, (reason,) if reason else (), detect_language(text))
-        return run
-    if layer == "judge" and judge is not None:
-        return lambda text: Risk(judge(text)["level"], language=detect_language(text))
-    raise CbtLlmError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)} (or judge with a judge)")
+        return lambda text: run_layers(text, None, **options)
+    name = "model_guard" if layer == "judge" else layer
+    if name not in LAYER_NAMES or (name == "model_guard" and judge is None):
+        raise CbtLlmError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)} (or judge with a judge)")
+    return lambda text: run_layers(text, (name,), **options)
 
 
 def evaluate(path: str | Path, layer: str = "combined", lexicon: Lexicon | str | Path | None = None,
@@ -158,8 +187,8 @@ def evaluate(path: str | Path, layer: str = "combined", lexicon: Lexicon | str |
     errors, by_category, results = [], {}, []
     for message in read_labelled(path):
         risk = assess(message.text)
-        confusion[message.gold][risk.level] += 1
-        results.append((message, risk.level))
+        confusion[message.gold][str(risk.level)] += 1
+        results.append((message, str(risk.level)))
         ok, n = by_category.get(message.category, (0, 0))
         by_category[message.category] = (ok + (risk.level == message.gold), n + 1)
         if risk.level != message.gold:

@@ -9,26 +9,24 @@ place with a note. :func:`assess_conversation` reads the last few user turns tog
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.classifier import RiskClassifier, load_classifier
-from cbt_llm.safety.lexicon import Lexicon
-from cbt_llm.safety.risk import RANK, Risk, raise_level
-from cbt_llm.safety.rules import assess_lexicon
+from cbt_llm.safety.lexicon import Lexicon, detect_language
+from cbt_llm.safety.risk import RANK, Hit, Risk, RiskLevel, raise_level
+from cbt_llm.safety.rules import read_rules
 
 CONTEXT_TURNS = 3  # how many recent user turns assess_conversation reads together
-# the rules' explicit readings of crisis wording (a denial, someone else, the past, a distant topic) and of
-# a supportive reply to someone else's post: the classifier, which cannot see them, may raise such a message
-# to concern but not to crisis
-SET_ASIDE = ("negated(", "third_party(", "past(", "distance(", "cue_third_party(", "reply(")
 
 
 def set_aside_by_rules(risk: Risk) -> bool:
-    """True when the rules read crisis wording in ``risk`` as a denial, someone else, the past or a distant topic,
-    or the message as a supportive reply to someone else."""
-    return risk.level != "crisis" and any(r.startswith(SET_ASIDE) for r in (*risk.reasons, *risk.notes))
+    """True when the rules read crisis wording in ``risk`` as a denial, someone else, the past, a distant topic, a
+    title or a game, or the message as a supportive reply: then no other layer raises it past concern
+    (:attr:`Risk.set_aside`, the one definition)."""
+    return risk.set_aside
 
 
 def as_text(message) -> tuple[str, tuple[str, ...]]:
@@ -79,40 +77,92 @@ def _classifier_of(classifier) -> RiskClassifier | None:
     return load_classifier(classifier)
 
 
-def assess_risk(text: str | bytes, model_guard: Callable | None = None, lexicon: Lexicon | str | Path | None = None,
-                classifier: RiskClassifier | str | Path | bool | None = None) -> Risk:
-    """Classify one message as none / concern / crisis, with the reasons.
+@dataclass
+class GuardRun:
+    """One message on its way through the layers: the text, the options, and what earlier layers left."""
 
-    The rules (``lexicon``) run first; the shipped classifier (``classifier=None``; a path or a
-    :class:`RiskClassifier` for another model, ``False`` to switch it off) can raise the level when
-    its score passes its tuned threshold, to concern only where the rules read the crisis wording as
-    a denial, someone else, the past or a distant topic, or the message as a supportive reply (see
-    :data:`SET_ASIDE`). ``model_guard`` is an optional second opinion (a callable taking the text and
-    returning a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`; :class:`OpenAIRiskGuard`
-    and :class:`ServedQwen3Guard` are two), asked only when the level is not already crisis; it can only
-    raise the level. A guard that fails or answers nonsense leaves the verdict in place, with a note
-    saying so: the chat must not go down because the guard did. (Its verdict keeps the names it has
-    always had: the reason ``judge: ...`` and the note ``judge_error: ...``.)
-    """
-    text, notes = as_text(text)
-    risk = assess_lexicon(text, lexicon)
-    if notes:
-        risk = Risk(risk.level, risk.reasons, risk.language, (*risk.notes, *notes))
-    model = _classifier_of(classifier)
-    if model is not None and risk.level != "crisis":
-        level, reason = model.verdict(text, risk.language)
-        if level == "crisis" and set_aside_by_rules(risk):
-            level, reason = "concern", f"{reason} (capped: the rules set the wording aside)"
-        risk = raise_level(risk, level, reason)
-    if model_guard is None or risk.level == "crisis":
+    text: str
+    lexicon: Lexicon | str | Path | None = None
+    classifier: RiskClassifier | str | Path | bool | None = None
+    model_guard: Callable | None = None
+    prepared: str | None = None  # the rules' normalised text, which the shipped classifier reads too
+    notes: tuple = field(default_factory=tuple)
+
+
+def rules_layer(run: GuardRun, risk: Risk) -> Risk:
+    """The lexicon rules (the first layer: its verdict replaces the empty one)."""
+    found, norm = read_rules(run.text, run.lexicon)
+    run.prepared = norm if run.lexicon is None else None
+    return Risk(found.level, (*risk.reasons, *found.reasons), found.language, (*found.notes, *risk.notes),
+                (*risk.hits, *found.hits))
+
+
+def classifier_layer(run: GuardRun, risk: Risk) -> Risk:
+    """The learned classifier; capped at concern where the rules set the wording aside."""
+    model = _classifier_of(run.classifier)
+    if model is None or risk.is_crisis:
+        return risk
+    level, reason = model.verdict(run.text, risk.language, run.prepared)
+    if level == "none":
+        return risk
+    if level == "crisis" and risk.set_aside:
+        level, reason = "concern", f"{reason} (capped: the rules set the wording aside)"
+    return raise_level(risk, level, Hit("classifier", reason, RiskLevel(level)))
+
+
+def model_guard_layer(run: GuardRun, risk: Risk) -> Risk:
+    """The optional model guard, asked only below crisis; a failure leaves the verdict with a note."""
+    if run.model_guard is None or risk.is_crisis:
         return risk
     try:
-        level, reason = _guard_verdict(model_guard(text))
+        level, reason = _guard_verdict(run.model_guard(run.text))
         if level not in RANK:
             raise CbtLlmError(f"risk judge answered unknown level {level!r}")
     except Exception as err:  # noqa: BLE001 - any guard failure must leave the verdict standing
-        return Risk(risk.level, risk.reasons, risk.language, (*risk.notes, f"judge_error: {err}"))
-    return raise_level(risk, level, f"judge: {reason}".rstrip(": ") if reason else "judge")
+        return risk.with_notes(f"judge_error: {err}")
+    line = f"judge: {reason}" if reason else "judge"
+    return raise_level(risk, level, Hit("model_guard", line, RiskLevel(level)))
+
+
+# Layers by name, run in this order; each sees the verdict so far and may only raise it. A judge model, a second
+# classifier or a site's own check is one more entry (``register_layer``).
+LAYERS: dict[str, Callable[[GuardRun, Risk], Risk]] = {
+    "rules": rules_layer, "classifier": classifier_layer, "model_guard": model_guard_layer}
+
+
+def register_layer(name: str, layer: Callable[[GuardRun, Risk], Risk]) -> None:
+    """Add (or replace) a layer: ``layer(run, risk) -> Risk`` runs after those registered before it."""
+    if not callable(layer):
+        raise CbtLlmError(f"guard layer {name!r} must be callable")
+    LAYERS[name] = layer
+
+
+def run_layers(text: str | bytes, names: Sequence[str] | None = None, **options) -> Risk:
+    """``text`` through the named layers (all registered ones by default); ``options`` fill :class:`GuardRun`."""
+    clean, notes = as_text(text)
+    run = GuardRun(clean, **options)
+    risk = Risk(RiskLevel.NONE, language=detect_language(clean), notes=notes)
+    for name in names or list(LAYERS):
+        if name not in LAYERS:
+            raise CbtLlmError(f"unknown guard layer {name!r}; registered: {', '.join(LAYERS)}")
+        risk = LAYERS[name](run, risk)
+    return risk
+
+
+def assess_risk(text: str | bytes, model_guard: Callable | None = None, lexicon: Lexicon | str | Path | None = None,
+                classifier: RiskClassifier | str | Path | bool | None = None) -> Risk:
+    """Classify one message as none / concern / crisis, with the reasons and the typed hits.
+
+    Every registered layer runs in turn (:data:`LAYERS`): the rules (``lexicon``), the shipped classifier
+    (``classifier=None``; a path or a :class:`RiskClassifier` for another model, ``False`` to switch it off),
+    which can raise the level when its score passes its tuned threshold (to concern only where the rules
+    set the wording aside, :attr:`Risk.set_aside`), and ``model_guard``, an optional second opinion (a
+    callable taking the text and returning a level string, a ``{"level", "reason"}`` dict or a :class:`Risk`;
+    :class:`OpenAIRiskGuard` and :class:`ServedQwen3Guard` are two), asked only below crisis. A guard that
+    fails or answers nonsense leaves the verdict in place, with a note (``judge_error: ...``): the chat must
+    not go down because the guard did.
+    """
+    return run_layers(text, None, model_guard=model_guard, lexicon=lexicon, classifier=classifier)
 
 
 @functools.lru_cache(maxsize=256)

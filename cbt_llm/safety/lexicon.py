@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
+from cbt_llm.safety.normalize import homophone_targets, normalize_text, split_pinyin
 
 _LANGUAGES = ("zh", "en")
 _SUBJECT_MODES = ("first", "third", "resolve", "topic", "any")
@@ -49,11 +49,13 @@ class LanguageRules:
     past: re.Pattern
     present: re.Pattern
     distance: re.Pattern
+    game: re.Pattern
     reply: re.Pattern
     about: re.Pattern
     mention: re.Pattern
     hyperbole: tuple[Rule, ...]
     rules: tuple[Rule, ...]
+    pinyin: tuple[Rule, ...] = ()  # patterns over the pinyin channel of Latin words typed in pinyin
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,18 @@ class Lexicon:
 
     path: str
     version: int
-    trad_to_simp: dict
     languages: tuple[LanguageRules, ...]
+    slang: dict = field(default_factory=dict)  # curated spelling -> plain wording, applied in normalisation
+    homophones: tuple[str, ...] = ()  # crisis words whose sound-alikes (紫砂 for 自杀) are read as the word
+
+    @functools.cached_property
+    def _normaliser(self) -> dict:
+        # a Latin spelling counts as a whole word only (kms, never the kms of "5kms")
+        ordered = sorted(self.slang, key=len, reverse=True)
+        latin = "|".join(re.escape(k) for k in ordered if k.isascii())
+        keys = [re.escape(k) for k in ordered if not k.isascii()] + ([rf"(?<![a-z0-9])(?:{latin})(?![a-z0-9])"] if latin else [])
+        return {"slang": re.compile("|".join(keys)) if keys else None, "slang_map": self.slang,
+                "homophones": homophone_targets(self.homophones)}
 
     def rule_ids(self) -> list[str]:
         return [r.id for lang in self.languages for r in (*lang.hyperbole, *lang.rules)]
@@ -101,13 +113,22 @@ def _rules(entries, level: str, language: str, seen: set) -> tuple[Rule, ...]:
     return tuple(out)
 
 
+def _normalisation(data: dict, path: str) -> dict:
+    """The ``normalise`` section: ``slang`` (a mapping) and ``homophones`` (a word list)."""
+    section = data.get("normalise") or {}
+    slang = section.get("slang") or {}
+    if not isinstance(slang, dict) or not all(isinstance(k, str) and isinstance(v, str) and k for k, v in slang.items()):
+        raise CbtLlmError(f"safety lexicon {path}: normalise.slang must map spellings to plain text")
+    words = {"homophones": tuple(str(w) for w in section.get("homophones") or ())}
+    bad = [w for w in words["homophones"] if len(w) != 2]
+    if bad:
+        raise CbtLlmError(f"safety lexicon {path}: normalise.homophones must be two-character words: {bad[:3]}")
+    return {"slang": {k.lower(): v for k, v in slang.items()}, **words}
+
+
 def _parse_lexicon(data: dict, path: str) -> Lexicon:
     if not isinstance(data, dict):
         raise CbtLlmError(f"safety lexicon {path}: top level must be a mapping")
-    pairs = str(data.get("traditional_to_simplified", "")).split()
-    bad = [p for p in pairs if len(p) != 2]
-    if bad:
-        raise CbtLlmError(f"safety lexicon {path}: traditional_to_simplified entries must be two characters: {bad[:3]}")
     seen: set = set()
     languages = []
     for language in _LANGUAGES:
@@ -128,6 +149,7 @@ def _parse_lexicon(data: dict, path: str) -> Lexicon:
                 past=_compile(section["past"], f"{language}.past"),
                 present=_compile(section["present"], f"{language}.present"),
                 distance=_compile(section["distance"], f"{language}.distance"),
+                game=_compile(section.get("game", "^$a"), f"{language}.game"),
                 reply=_compile(section.get("reply", "^$a"), f"{language}.reply"),
                 about=re.compile(_ABOUT[language]),
                 mention=_compile(f"(?P<third>{subjects['third']})|(?P<second>{subjects.get('second', '^$a')})"
@@ -137,13 +159,14 @@ def _parse_lexicon(data: dict, path: str) -> Lexicon:
                 rules=_rules(section.get("crisis"), "crisis", language, seen)
                 + _rules(section.get("concern"), "concern", language, seen)
                 + _rules(section.get("cues"), "cue", language, seen),
+                pinyin=_rules(section.get("pinyin"), "crisis", language, seen),
             )
         except KeyError as err:
             raise CbtLlmError(f"safety lexicon {path}: section {language} lacks {err.args[0]!r}") from None
         languages.append(lang)
     if not languages:
         raise CbtLlmError(f"safety lexicon {path}: no zh or en section")
-    return Lexicon(path, int(data.get("version", 1)), {p[0]: p[1] for p in pairs}, tuple(languages))
+    return Lexicon(path, int(data.get("version", 1)), tuple(languages), **_normalisation(data, path))
 
 
 def load_lexicon(path: str | Path | None = None) -> Lexicon:
@@ -182,19 +205,21 @@ def _load_lexicon(path: str | None, mtime_ns: int, size: int) -> Lexicon:
 
 
 def detect_language(text: str) -> str:
-    """``zh`` when the text has at least as many CJK characters as Latin words, else ``en``."""
+    """``zh`` when the text has at least as many CJK characters as Latin words, or is all pinyin
+    (``wo xiang si le``: at least two syllables, every word one or more), else ``en``."""
     cjk = len(_CJK.findall(text))
-    return "zh" if cjk and cjk >= len(_LATIN_WORD.findall(text)) else "en"
+    words = _LATIN_WORD.findall(text)
+    if cjk and cjk >= len(words):
+        return "zh"
+    parts = [split_pinyin(w.lower()) for w in words] if not cjk and len(words) <= 12 else [None]
+    return "zh" if all(parts) and sum(map(len, parts)) >= 2 else "en"
 
 
 def normalize(text: str, lexicon: Lexicon | None = None) -> str:
-    """NFKC, lower case, listed traditional characters to simplified, apostrophes dropped, spaces collapsed.
+    """The text every layer reads (:func:`cbt_llm.safety.normalize.normalize_text` with the lexicon's slang
+    and homophone lists): NFKC, lower case, OpenCC traditional -> simplified, split words joined, slang read.
 
-    The result has the same meaning for the rules; offsets refer to this string, not to the input.
+    Offsets refer to this string, not to the input.
     """
     lexicon = lexicon or load_lexicon()
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = text.translate(str.maketrans(lexicon.trad_to_simp))
-    text = re.sub(r"['’‘`´]", "", text)
-    return re.sub(r"[ \t\r\f\v]+", " ", text).strip()
-
+    return normalize_text(text, **lexicon._normaliser)

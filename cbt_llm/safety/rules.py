@@ -1,7 +1,9 @@
-"""The rule layer: every lexicon pattern over the message, each hit weighed in its sentence and clause.
+"""The rule layer: every lexicon pattern over the normalised message, each hit weighed in its sentence and clause.
 
-Hyperbole is masked first; a hit is then set aside (negated, distant, someone else's, in the past) or
-kept at its level; cues (a plan, a time, a farewell in disguise) count only together or with distress.
+Hyperbole is masked first; a hit is then set aside (negated, distant, someone else's, in the past, in a
+title or a game) or kept at its level, as a typed :class:`~cbt_llm.safety.risk.Hit`; cues (a plan, a time, a
+farewell in disguise) count only together or with distress. Latin words typed in pinyin meet the
+lexicon's pinyin patterns. Each pattern runs once over the text, so the cost is linear in its length.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from cbt_llm.errors import CbtLlmError
 from cbt_llm.safety.lexicon import LanguageRules, Lexicon, Rule, detect_language, load_lexicon, normalize
-from cbt_llm.safety.risk import RANK, Risk
+from cbt_llm.safety.normalize import pinyin_runs
+from cbt_llm.safety.risk import RANK, Hit, Risk, RiskLevel
 
 _SENTENCE_END = re.compile(r"[。！？!?\n；;]+|\.(?=\s|$)|…+")
 _CLAUSE_BREAK = {
@@ -21,6 +24,7 @@ _CLAUSE_BREAK = {
     "en": re.compile(r"[,:]+|\b(?:but|though|although|however)\b"),
 }
 _QUOTES = {"“": "”", '"': '"', "「": "」", "『": "』", "《": "》"}
+_SCRIPT = {"zh": re.compile(r"[\u3400-\u9fff\uf900-\ufaff]"), "en": re.compile(r"[a-z]")}
 
 
 def _spans(text: str, breaker: re.Pattern) -> list[tuple[int, int]]:
@@ -112,67 +116,110 @@ def _quote_speaker(ctx: _Context, s_idx: int, pos: int) -> tuple[str, int] | Non
     return None
 
 
-def mask_hyperbole(text: str, lexicon: Lexicon, notes: list) -> str:
-    """``text`` (normalised) with every hyperbole span blanked out, a note per span appended to ``notes``."""
+def mask_hyperbole(text: str, lexicon: Lexicon, hits: list) -> str:
+    """``text`` (normalised) with every hyperbole span blanked out, a ``hyperbole`` hit per span appended to ``hits``."""
     for lang in lexicon.languages:
         for rule in lang.hyperbole:
             def blank(m, rule=rule):
-                notes.append(f"hyperbole({rule.id}): {m.group(0)}")
+                hits.append(Hit("rules", rule.id, RiskLevel.NONE, "hyperbole", m.span(), m.group(0)))
                 return " " * len(m.group(0))
             text = rule.regex.sub(blank, text)
     return text
 
 
-def _judge_hit(ctx: _Context, rule: Rule, m: re.Match) -> tuple[str, str | None]:
-    """(level, reason-or-note prefix) for one hit; level 'none' with a note prefix when set aside.
+@dataclass(frozen=True)
+class _Where:
+    """Where a hit lies: its sentence index, the sentence text, its clause's bounds and the clause text before it."""
 
-    Cue rules come back as level 'cue' (first person) or 'none'; concern rules as 'concern' with the
-    prefix None (about the writer) or 'third_party'.
-    """
-    lang, text = ctx.lang, ctx.text
+    s_idx: int
+    sentence: str
+    c_end: int
+    prefix: str
+
+
+def _where(ctx: _Context, m: re.Match) -> _Where:
     s_idx = _containing(ctx.sentences, m.start())
     s_start, s_end = ctx.sentences[s_idx]
-    sentence = text[s_start:s_end]
     clauses = ctx.clauses[s_idx]
     c_start, c_end = clauses[_containing(clauses, m.start())]
-    prefix = text[c_start:m.start()]
-    crisis = rule.level == "crisis"
+    return _Where(s_idx, ctx.text[s_start:s_end], c_end, ctx.text[c_start:m.start()])
 
-    if rule.negatable and lang.negation.search(prefix):
-        return ("concern", "negated") if crisis else ("none", "negated")
-    if rule.level == "cue":
-        subject, _ = _resolve_subject(ctx, s_idx, m)
-        return ("none", "cue_third_party") if subject == "third" else ("cue", None)
+
+def _in_title(ctx: _Context, where: _Where, pos: int) -> bool:
+    """True when ``pos`` is inside a 《title》 opened earlier in its sentence."""
+    s_start = ctx.sentences[where.s_idx][0]
+    opened = ctx.text.rfind("《", s_start, pos)
+    return opened >= 0 and ctx.text.find("》", opened, pos) < 0
+
+
+def _framing(ctx: _Context, rule: Rule, m: re.Match, where: _Where) -> tuple[str, str] | None:
+    """A reading that needs no subject: a denial, a title, a game (level, kind), or None."""
+    if rule.negatable and ctx.lang.negation.search(where.prefix):
+        return ("concern", "negated") if rule.level == "crisis" else ("none", "negated")
+    if rule.subject == "any":
+        return None
+    if _in_title(ctx, where, m.start()):
+        return "none", "title"
+    if rule.level != "cue" and ctx.lang.game.search(where.sentence):
+        return "none", "game"
+    return None
+
+
+def _subject(ctx: _Context, rule: Rule, where: _Where, m: re.Match) -> tuple[str | None, int]:
+    if rule.subject == "first":
+        return _quote_speaker(ctx, where.s_idx, m.start()) or ("first", -1)
+    if rule.subject == "third":
+        return "third", -1
+    return _resolve_subject(ctx, where.s_idx, m)
+
+
+def _distant(ctx: _Context, rule: Rule, m: re.Match, where: _Where, subject: tuple[str | None, int]) -> bool:
+    """True when the sentence talks about the topic at a distance (a documentary, a paper, prevention ...)."""
+    lang, (who, pos) = ctx.lang, subject
+    if lang.distance.search(where.sentence):
+        cue_between = pos >= 0 and lang.distance.search(ctx.text, pos, m.start()) is not None
+        # a topic word that names the subject of a distant thing: 关于...自杀, 自杀预防的论文, "suicide prevention"
+        about = rule.subject == "topic" and (lang.about.search(where.prefix)
+                                             or lang.distance.search(ctx.text, m.end(), where.c_end))
+        if who != "first" or cue_between or about:
+            return True
+    # a bare topic word in a message that talks about a lecture, an article ...
+    return rule.subject == "topic" and who is None and lang.distance.search(ctx.text) is not None
+
+
+def _crisis_reading(ctx: _Context, rule: Rule, who: str | None, sentence: str) -> tuple[str, str | None]:
+    lang = ctx.lang
+    past = lang.past.search(sentence) and not lang.present.search(sentence)
+    if who == "third":
+        return ("crisis", "third_party_emergency") if rule.emergency and not past else ("concern", "third_party")
+    if past:
+        return "concern", "past"
+    if rule.subject == "topic" and who is None and not lang.personal_event.search(sentence):
+        return "concern", "topic"
+    return "crisis", None
+
+
+def _judge_hit(ctx: _Context, rule: Rule, m: re.Match) -> tuple[str, str | None]:
+    """(level, kind) for one hit; level 'none' with a kind when set aside.
+
+    Cue rules come back as level 'cue' (first person) or 'none'; concern rules as 'concern' with the
+    kind None (about the writer) or 'third_party'.
+    """
+    where = _where(ctx, m)
+    framed = _framing(ctx, rule, m, where)
+    if framed:
+        return framed
     if rule.subject == "any":
         return rule.level, None
-    if rule.subject == "first":
-        subject, where = _quote_speaker(ctx, s_idx, m.start()) or ("first", -1)
-    elif rule.subject == "third":
-        subject, where = "third", -1
-    else:
-        subject, where = _resolve_subject(ctx, s_idx, m)
-
-    distance = lang.distance.search(sentence)
-    if distance:
-        cue_between = where >= 0 and lang.distance.search(text, where, m.start()) is not None
-        # a topic word that names the subject of a distant thing: 关于...自杀, 自杀预防的论文, "suicide prevention"
-        about = rule.subject == "topic" and (lang.about.search(prefix) or lang.distance.search(text, m.end(), c_end))
-        if subject != "first" or cue_between or about:
-            return "none", "distance"
-    if rule.subject == "topic" and subject is None and lang.distance.search(text):
-        return "none", "distance"  # a bare topic word in a message that talks about a lecture, an article ...
-    if not crisis:
-        return ("concern", "third_party") if subject == "third" else ("concern", None)
-    if subject == "third":
-        past = lang.past.search(sentence) and not lang.present.search(sentence)
-        if rule.emergency and not past:
-            return "crisis", "third_party_emergency"
-        return "concern", "third_party"
-    if rule.subject == "topic" and subject is None and not lang.personal_event.search(sentence):
-        return "concern", "topic"
-    if lang.past.search(sentence) and not lang.present.search(sentence):
-        return "concern", "past"
-    return "crisis", None
+    if rule.level == "cue":
+        who, _ = _resolve_subject(ctx, where.s_idx, m)
+        return ("none", "cue_third_party") if who == "third" else ("cue", None)
+    subject = _subject(ctx, rule, where, m)
+    if _distant(ctx, rule, m, where, subject):
+        return "none", "distance"
+    if rule.level != "crisis":
+        return ("concern", "third_party") if subject[0] == "third" else ("concern", None)
+    return _crisis_reading(ctx, rule, subject[0], where.sentence)
 
 
 def _lexicon_of(lexicon) -> Lexicon:
@@ -183,46 +230,83 @@ def _lexicon_of(lexicon) -> Lexicon:
     return load_lexicon(lexicon)
 
 
-def assess_lexicon(text: str, lexicon: Lexicon | str | Path | None = None) -> Risk:
-    """The rule-based verdict alone (what :func:`assess_risk` returns without a judge)."""
+def _language_hits(norm: str, lang: LanguageRules, sentences: list) -> list[Hit]:
+    """Every hit of one language's rules, judged in its sentence and clause."""
+    ctx = _Context(norm, lang, sentences)
+    ctx.clauses = [[(s + a, s + b) for a, b in _spans(norm[s:e], _CLAUSE_BREAK[lang.language])] for s, e in sentences]
+    hits = []
+    reply = lang.reply.search(norm)
+    if reply:
+        hits.append(Hit("rules", f"{lang.language}.reply", RiskLevel.NONE, "reply", reply.span(),
+                        reply.group(0).strip(" .!?")))
+    for rule in lang.rules:
+        for m in rule.regex.finditer(norm):
+            if m.group(0).strip():
+                level, kind = _judge_hit(ctx, rule, m)
+                kind = "cue" if level == "cue" else kind
+                level = RiskLevel.NONE if level == "cue" else RiskLevel(level)
+                hits.append(Hit("rules", rule.id, level, kind, m.span(), m.group(0).strip()))
+    return hits
+
+
+def _pinyin_hits(norm: str, lexicon: Lexicon) -> list[Hit]:
+    """Hits of the pinyin patterns on the runs of Latin words typed in pinyin."""
+    rules = [rule for lang in lexicon.languages for rule in lang.pinyin]
+    if not rules or not _SCRIPT["en"].search(norm):
+        return []
+    hits = []
+    for start, end, syllables in pinyin_runs(norm):
+        hits += [Hit("rules", rule.id, RiskLevel.CRISIS, None, (start, end), norm[start:end])
+                 for rule in rules if rule.regex.search(syllables)]
+    return hits
+
+
+def _distinct_cues(hits: list[Hit]) -> dict:
+    """The cue hits by rule, each rule once and no two overlapping: one phrase is one cue."""
+    cues: dict = {}
+    for hit in sorted((h for h in hits if h.kind == "cue"), key=lambda h: h.span):
+        apart = all(hit.span[0] >= c.span[1] or hit.span[1] <= c.span[0] for c in cues.values())
+        if hit.rule not in cues and apart:
+            cues[hit.rule] = hit
+    return cues
+
+
+def _escalate(hits: list[Hit]) -> list[Hit]:
+    """A cue (a plan, a set time, a disguised farewell) with distress about oneself, or two different cues in
+    different places: crisis."""
+    cues = _distinct_cues(hits)
+    first_concern = [h for h in hits if h.level is RiskLevel.CONCERN and h.kind is None and h.layer == "rules"]
+    top = max((h.level.rank for h in hits), default=0)
+    if cues and top < RANK["crisis"] and (first_concern or len(cues) >= 2):
+        text = " + ".join(h.label() for h in [*first_concern, *cues.values()])
+        return [*hits, Hit("rules", "escalated", RiskLevel.CRISIS, None, (-1, -1), text)]
+    return hits
+
+
+def verdict_of(hits: list[Hit], language: str) -> Risk:
+    """The :class:`Risk` the hits make: the highest level; reasons from the hits that weigh, notes from the rest."""
+    level = max((h.level for h in hits), key=lambda lv: lv.rank, default=RiskLevel.NONE)
+    reasons = tuple(dict.fromkeys(h.label() for h in hits if h.level is not RiskLevel.NONE))
+    notes = tuple(f"cue({h.rule}: {h.text})" if h.kind == "cue" else h.label()
+                  for h in hits if h.level is RiskLevel.NONE)
+    return Risk(level, reasons, language, notes, tuple(hits))
+
+
+def read_rules(text: str, lexicon: Lexicon | str | Path | None = None) -> tuple[Risk, str]:
+    """The rules' verdict and the text they read (normalised, hyperbole blanked), which the classifier reads too."""
     if not isinstance(text, str):
         raise CbtLlmError(f"assess_risk expects text, got {type(text).__name__}")
     lex = _lexicon_of(lexicon)
-    language = detect_language(text)
-    notes: list = []
-    norm = mask_hyperbole(normalize(text, lex), lex, notes)
+    hits: list = []
+    norm = mask_hyperbole(normalize(text, lex), lex, hits)
     sentences = _spans(norm, _SENTENCE_END)
-    level, reasons, cues, first_concern = "none", [], {}, []
     for lang in lex.languages:
-        ctx = _Context(norm, lang, sentences)
-        ctx.clauses = [[(s + a, s + b) for a, b in _spans(norm[s:e], _CLAUSE_BREAK[lang.language])]
-                       for s, e in sentences]
-        reply = lang.reply.search(norm)
-        if reply:
-            notes.append(f"reply({lang.language}.reply): {reply.group(0).strip(' .!?')}")
-        for rule in lang.rules:
-            for m in rule.regex.finditer(norm):
-                if not m.group(0).strip():
-                    continue
-                hit_level, tag = _judge_hit(ctx, rule, m)
-                label = f"{rule.id}: {m.group(0).strip()}" if tag is None else f"{tag}({rule.id}): {m.group(0).strip()}"
-                if hit_level == "cue":
-                    cues.setdefault(rule.id, label)
-                    continue
-                if hit_level == "none":
-                    notes.append(label)
-                    continue
-                if rule.level == "concern" and tag is None:
-                    first_concern.append(label)
-                if label not in reasons:
-                    reasons.append(label)
-                if RANK[hit_level] > RANK[level]:
-                    level = hit_level
-    # a cue (a plan, a set time, a disguised farewell) with distress about oneself, or two different cues
-    if cues and level != "crisis" and (first_concern or len(cues) >= 2):
-        reasons.append("escalated: " + " + ".join([*first_concern, *cues.values()]))
-        level = "crisis"
-    elif cues:
-        notes.extend(f"cue({label})" for label in cues.values())
-    return Risk(level, tuple(reasons), language, tuple(notes))
+        if _SCRIPT[lang.language].search(norm):
+            hits += _language_hits(norm, lang, sentences)
+    hits = _escalate(hits + _pinyin_hits(norm, lex))
+    return verdict_of(hits, detect_language(text)), norm
 
+
+def assess_lexicon(text: str, lexicon: Lexicon | str | Path | None = None) -> Risk:
+    """The rule-based verdict alone (what :func:`assess_risk` returns without the classifier or a model guard)."""
+    return read_rules(text, lexicon)[0]

@@ -34,7 +34,9 @@ class CbtScriptArguments:
 
     dataset_name: str = field(default="cbt_qa", metadata={"help": "'cbt_qa' (the bundled sample, or the records "
                               "in --dataset_data_files), a folder written by `cbt-llm build`, or a Hub dataset id."})
-    dataset_config: str = field(default="sft", metadata={"help": "Dataset config with prompt/completion rows."})
+    dataset_config: str = field(default="sft", metadata={"help": "Dataset config: sft (prompt/completion rows), "
+                                "dialogue (multi-turn messages; pair with assistant_only_loss), or several joined "
+                                "by commas (sft,dialogue) to mix them as conversations."})
     dataset_data_files: list[str] | None = field(default=None, metadata={"help": "Records .jsonl files for the "
                                                  "cbt_qa builder (generate's output)."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -47,8 +49,9 @@ class CbtScriptArguments:
                                "base model's (model card)."})
     num_processes: int = field(default=1, metadata={"help": "Training processes: above 1, `cbt-llm train` relaunches "
                                "itself under `accelerate launch` (one per GPU) or, on a CPU, torchrun with gloo."})
-    accelerate_config: str = field(default="ddp", metadata={"help": "Multi-GPU set-up for --num_processes: ddp, fsdp, "
-                                   "zero3 (shipped in cbt_llm/recipes/accelerate) or an accelerate config file."})
+    accelerate_config: str = field(default="ddp", metadata={"help": "Set-up for --num_processes: ddp, fsdp, zero3, "
+                                   "zero3-offload (shipped in cbt_llm/recipes/accelerate) or an accelerate config "
+                                   "file. On a CPU: ddp or fsdp (gloo)."})
     dry_run: bool = field(default=False, metadata={"help": "Print the command that would train and exit."})
 
 
@@ -85,8 +88,9 @@ def usage() -> str:
     """What ``cbt-llm train --help`` prints: how to name a recipe, the shipped ones, the common flags."""
     import textwrap
 
-    recipes = "".join(textwrap.fill(recipe_summary(name), 100, initial_indent=f"  {name:<26} ",
-                                    subsequent_indent=" " * 29, break_on_hyphens=False) + "\n"
+    width = max(map(len, shipped_recipes()))
+    recipes = "".join(textwrap.fill(recipe_summary(name), 100, initial_indent=f"  {name:<{width}} ",
+                                    subsequent_indent=" " * (width + 3), break_on_hyphens=False) + "\n"
                       for name in shipped_recipes())
     return ("usage: cbt-llm train --config RECIPE [--FIELD VALUE ...]\n\n"
             "LoRA fine-tuning with TRL's SFTTrainer from a YAML recipe: a recipe file, or the name of one\n"
@@ -149,27 +153,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[CbtScriptArguments, S
         raise CbtLlmError(f"the recipe's settings were rejected: {err}" + "".join(f" ({r})" for r in renamed)) from None
 
 
-def load_sft_dataset(script_args: CbtScriptArguments):
-    """The prompt/completion DatasetDict, with the recipe's system line in every prompt."""
-    from datasets import load_dataset
-
-    import cbt_llm  # noqa: F401 - registers the cbt_qa builder
-
-    kwargs: dict[str, Any] = {}
-    if script_args.dataset_data_files:
-        kwargs["data_files"] = script_args.dataset_data_files
-    dataset = load_dataset(script_args.dataset_name, script_args.dataset_config, **kwargs)
-    if script_args.dataset_train_split not in dataset:
-        raise CbtLlmError(f"dataset {script_args.dataset_name!r} has no split {script_args.dataset_train_split!r} "
-                          f"(it has: {', '.join(dataset)})")
-
-    def with_system_line(row):
-        messages = [m for m in row["prompt"] if m["role"] != "system"]
-        return {"prompt": [{"role": "system", "content": script_args.system_prompt}, *messages]}
-
-    return dataset.map(with_system_line, desc="system line")
-
-
 def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
     """The SFTTrainer for a recipe: model, tokenizer, LoRA config and data, ready to train."""
     from transformers import AutoTokenizer
@@ -177,9 +160,12 @@ def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, mod
 
     from cbt_llm.models.loading import peft_wrapping
     from cbt_llm.models.tiny import resolve_model_name
+    from cbt_llm.training.data import load_training_dataset
+    from cbt_llm.training.launch import enable_fsdp_on_cpu
     from cbt_llm.training.options import check_speed_options
 
     check_speed_options(training_args, model_args)
+    enable_fsdp_on_cpu()
     model_path = resolve_model_name(model_args.model_name_or_path)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -192,7 +178,9 @@ def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, mod
                                               trust_remote_code=training_args.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dataset = load_sft_dataset(script_args)
+    if training_args.assistant_only_loss and not training_args.chat_template_path:
+        check_assistant_markers(tokenizer, model_args.model_name_or_path)
+    dataset = load_training_dataset(script_args)
     eval_dataset = None
     if training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset:
         eval_dataset = dataset[script_args.dataset_test_split]
@@ -210,11 +198,34 @@ def build_trainer(script_args: CbtScriptArguments, training_args: SFTConfig, mod
         )
 
 
-def last_checkpoint(output_dir: str) -> str | None:
-    """The newest ``checkpoint-N`` folder in ``output_dir``, to resume an interrupted run."""
-    from transformers.trainer_utils import get_last_checkpoint
+def check_assistant_markers(tokenizer, model_name: str) -> None:
+    """For ``assistant_only_loss``: the chat template marks the assistant's turns, or TRL has a marked copy of it."""
+    from trl.chat_template_utils import get_training_chat_template
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    try:
+        if tokenizer.chat_template:
+            get_training_chat_template(tokenizer)
+            return
+    except ValueError:
+        pass
+    raise CbtLlmError(f"assistant_only_loss: the chat template of {model_name} does not mark the assistant's turns "
+                      "({% generation %} ... {% endgeneration %}) and TRL has no marked copy of it: pass "
+                      "--chat_template_path FILE, a template with the markers around each assistant turn's text and "
+                      "its end-of-turn token")
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest complete ``checkpoint-N`` folder in ``output_dir``, to resume an interrupted run.
+
+    The Trainer writes ``trainer_state.json`` last: a folder without it is a save cut short by a kill,
+    which is skipped (the next save of that step replaces it).
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    folder = Path(output_dir)
+    steps = sorted((int(path.name.rsplit("-", 1)[1]), path) for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if path.name.rsplit("-", 1)[1].isdigit() and (path / "trainer_state.json").is_file())
+    return str(steps[-1][1]) if steps else None
 
 
 def main(script_args: CbtScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path:
@@ -227,9 +238,11 @@ def train_and_save(trainer: SFTTrainer, script_args: CbtScriptArguments, trainin
                    model_args: ModelConfig) -> Path:
     """Train (resuming from the last checkpoint in output_dir, if any), then save from the main process only."""
     checkpoint = training_args.resume_from_checkpoint or last_checkpoint(training_args.output_dir)
+    if checkpoint and trainer.is_world_process_zero():
+        print(f"cbt-llm train: resuming from {checkpoint}", flush=True)
     trainer.train(resume_from_checkpoint=checkpoint)
     output_dir = Path(training_args.output_dir)
-    trainer.save_model(str(output_dir))  # the adapter and tokenizer; Trainer writes them on the main process only
+    save_whole_model(trainer, output_dir)
     if trainer.is_world_process_zero():
         write_run_files(trainer, output_dir, script_args, training_args, model_args)
     trainer.accelerator.wait_for_everyone()
@@ -238,12 +251,25 @@ def train_and_save(trainer: SFTTrainer, script_args: CbtScriptArguments, trainin
     return output_dir
 
 
+def save_whole_model(trainer: SFTTrainer, output_dir: Path) -> None:
+    """The adapter (or model) and tokenizer, whole, written by the main process.
+
+    Under FSDP with ``fsdp_state_dict_type: SHARDED_STATE_DICT`` the Trainer's ``save_model`` writes nothing
+    (transformers 5.25); the checkpoints stay sharded, but the final save gathers the state as FULL_STATE_DICT does.
+    """
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(output_dir))
+
+
 def write_run_files(trainer: SFTTrainer, output_dir: Path, script_args: CbtScriptArguments,
                     training_args: SFTConfig, model_args: ModelConfig) -> None:
     """The files that describe the run: resolved recipe, trainer state, loss curve, model card."""
     import yaml
 
     from cbt_llm.cards import render_model_card
+    from cbt_llm.training.data import model_system_prompt
 
     recipe = resolved_recipe(script_args, training_args, model_args)
     (output_dir / RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=True),
@@ -256,7 +282,7 @@ def write_run_files(trainer: SFTTrainer, output_dir: Path, script_args: CbtScrip
         license=script_args.model_license,
         recipe=recipe,
         log_history=trainer.state.log_history,
-        system_prompt=script_args.system_prompt,
+        system_prompt=model_system_prompt(script_args),
         loss_curve=LOSS_CURVE,
     )
     (output_dir / "README.md").write_text(card, encoding="utf-8")
@@ -308,7 +334,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m cbt_llm.training.train`` and ``accelerate launch -m cbt_llm.training.train``."""
     import sys
 
-    from cbt_llm.training.launch import launched, relaunch
+    from cbt_llm.training.launch import check_launch, launched, relaunch
     from cbt_llm.training.options import check_speed_options, use_gpu
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -320,9 +346,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     try:
         script_args, training_args, model_args = parse_args(args)
         if script_args.dry_run or (script_args.num_processes > 1 and not launched()):
+            gpu = use_gpu(training_args)
+            check_launch(script_args.num_processes, script_args.accelerate_config, gpu, model_args)
             check_speed_options(training_args, model_args)
             return relaunch(without_flag(args, "--dry_run"), script_args.num_processes, script_args.accelerate_config,
-                            use_gpu(training_args), script_args.dry_run)
+                            gpu, script_args.dry_run)
         output_dir = main(script_args, training_args, model_args)
     except CbtLlmError as err:
         print(f"cbt-llm train: error: {err}", file=sys.stderr)
