@@ -18,13 +18,12 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from cbt_llm.bench import judging
 from cbt_llm.bench.tasks import JUDGED, Item, get_task, task_names
 from cbt_llm.config import option
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.engine.config import EndpointConfig
+from cbt_llm.engine.config import ModelChoiceConfig
 from cbt_llm.engine.endpoints import DEFAULT_API_KEY_ENV, answer_of, resolve_api_key
 from cbt_llm.engine.runner import Progress, RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
@@ -32,7 +31,7 @@ from cbt_llm.errors import CbtLlmError
 
 
 @dataclass(kw_only=True)
-class BenchConfig(EndpointConfig):
+class BenchConfig(ModelChoiceConfig):
     """What ``bench`` reads: ``cbt-llm bench``'s flags. A model to load is ``model_name_or_path`` (+ ``adapter``);
     a served one is ``base_url`` plus ``model``; CPsyCounE also needs a judge (``judge_model``)."""
 
@@ -41,11 +40,6 @@ class BenchConfig(EndpointConfig):
     data_dir: str | None = option(None, "folder with one subfolder per task in the authors' release layout "
                                   "(cpsyexam/cpsyexam.zip, cpsycoune/TOPIC/N.json, cbt_bench/*_test.json); without "
                                   "it, tasks load from their upstream Hub datasets", metavar="DIR")
-    model_name_or_path: str | None = option(None, "model to load (Hub id, folder or cbt-llm/tiny-random-llama; "
-                                            "default: the adapter's base)")
-    adapter: str | None = option(None, "LoRA adapter folder or Hub repo id (a local folder's model card gets the "
-                                 "scores in its model-index)", metavar="DIR|REPO")
-    model: str | None = option(None, "with --base_url: the model's name on the server", metavar="NAME")
     limit: int | None = option(None, "at most N items per task, a fixed sample drawn with --seed", metavar="N")
     shots: int = option(0, "few-shot examples per prompt, from the task's train (CPsyExam) or seed (CBT-Bench) "
                         "files; CPsyCounE is zero-shot", metavar="K")
@@ -54,8 +48,6 @@ class BenchConfig(EndpointConfig):
                                         "256 CPsyCounE)", metavar="N")
     temperature: float = option(0.0, "0: greedy decoding")
     batch_size: int = option(8, "local model: prompts per generate call", metavar="N")
-    device: str | None = option(None, "local model: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = option(None, "local model: weights dtype")
     judge_base_url: str | None = option(None, "CPsyCounE judge's OpenAI-compatible server (default: OpenAI or "
                                         "$OPENAI_BASE_URL)", metavar="URL")
     judge_model: str | None = option(None, "CPsyCounE judge model name; scores of different judges are never "
@@ -74,7 +66,7 @@ class BenchConfig(EndpointConfig):
     def __post_init__(self) -> None:
         self.output_dir = str(self.output_dir)
         self.task_list = task_names(self.tasks)
-        _check_model_choice(self)
+        self.check_model_choice()
         if set(self.task_list) & JUDGED and not self.judge_model:
             raise CbtLlmError("cpsycoune is scored by a judge model: give --judge_model (and --judge_base_url)")
         for name, value, low in (("--shots", self.shots, 0), ("--limit", self.limit, 1),
@@ -82,19 +74,6 @@ class BenchConfig(EndpointConfig):
                                  ("--ngram", self.ngram, 4)):
             if value is not None and value < low:
                 raise CbtLlmError(f"{name} must be at least {low}, got {value}")
-
-
-def _check_model_choice(config: BenchConfig) -> None:
-    """One model, named the way its kind is named: a local one to load, or a served one (as predict takes them)."""
-    if (config.base_url and config.model_name_or_path) or (config.model and not config.base_url):
-        raise CbtLlmError("a model to load is --model_name_or_path; a served one is --base_url URL --model NAME")
-    if config.base_url and config.adapter:
-        raise CbtLlmError("--adapter is for a local model; with --base_url, name the served LoRA module with --model")
-    if config.base_url and not config.model:
-        raise CbtLlmError("--base_url needs --model (the model name on the server)")
-    if not (config.base_url or config.model_name_or_path or config.adapter):
-        raise CbtLlmError("name a model: --model_name_or_path and/or --adapter to load one, or --base_url URL "
-                          "--model NAME for a served one")
 
 
 @dataclass

@@ -30,12 +30,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cbt_llm.config import SplitConfig, option
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, chat_prompt
 from cbt_llm.engine.client import RequestEngine, RequestFailed
-from cbt_llm.engine.config import EndpointConfig
+from cbt_llm.engine.config import ModelChoiceConfig
 from cbt_llm.engine.endpoints import answer_of, resolve_api_key
 from cbt_llm.engine.runner import Progress, RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
@@ -52,16 +52,11 @@ RECIPE_FILE = "training_recipe.yaml"
 # Config
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
-class PredictConfig(SplitConfig, EndpointConfig):
+class PredictConfig(SplitConfig, ModelChoiceConfig):
     """What ``predict`` reads: ``cbt-llm predict``'s flags. A model to load is ``model_name_or_path``
     (and/or ``adapter``); a served one is ``base_url`` plus ``model``."""
 
     output_file: str = option(help="predictions file (resumable)", metavar="PREDS.jsonl")
-    model_name_or_path: str | None = option(None, "base model to load (Hub id, folder or cbt-llm/tiny-random-llama; "
-                                            "default: the adapter's base)")
-    model: str | None = option(None, "with --base_url: the model's name on the server (e.g. a vLLM --lora-modules "
-                               "name)", metavar="NAME")
-    adapter: str | None = option(None, "LoRA adapter folder or Hub repo id", metavar="DIR|REPO")
     limit: int | None = option(None, "only the first N questions", metavar="N")
     overwrite: bool = option(False, "start the output file again")
     progress: bool = option(True, "show a progress bar (--no_progress: none)")
@@ -74,23 +69,11 @@ class PredictConfig(SplitConfig, EndpointConfig):
     top_p: float | None = option(None, "nucleus sampling")
     repetition_penalty: float | None = option(None, "e.g. 1.1", metavar="X")
     seed: int | None = option(0, "random seed")
-    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda when available)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = option(
-        None, "weights dtype (default: bfloat16 on a GPU that has it, else float32; auto: the checkpoint's own)")
     def __post_init__(self) -> None:
         self.output_file = str(self.output_file)  # a Path is welcome too
         if self.batch_size < 1:
             raise CbtLlmError(f"--batch_size must be at least 1, got {self.batch_size}")
-        if (self.base_url and self.model_name_or_path) or (self.model and not self.base_url):
-            raise CbtLlmError("a model to load is --model_name_or_path; a served one is --base_url URL --model NAME")
-        if self.base_url and self.adapter:
-            raise CbtLlmError("--adapter is for local generation; with --base_url, name the served LoRA module "
-                              "with --model (e.g. vllm serve BASE --enable-lora --lora-modules cbt=ADAPTER)")
-        if self.base_url and not self.model:
-            raise CbtLlmError("--base_url needs --model (the model name on the server)")
-        if not (self.base_url or self.model_name_or_path or self.adapter):
-            raise CbtLlmError("name a model: --model_name_or_path and/or --adapter to load one, or --base_url URL "
-                              "--model NAME for a served one")
+        self.check_model_choice()
 
 
 # ---------------------------------------------------------------------------------------------
