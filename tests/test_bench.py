@@ -214,3 +214,11 @@ def test_the_command_line_parses_into_the_stage_config(tmp_path):
                                   "--shots", "2", "--no_model_card"])
     assert command.name == "bench" and isinstance(config, BenchConfig)
     assert (config.task_list, config.limit, config.shots, config.model_card) == (["cpsyexam", "cbt_bench"], 5, 2, False)
+
+
+def test_a_malformed_training_file_is_one_line_naming_the_file_and_line(tmp_path):
+    items = TASKS["cpsyexam"].load(bench_data(), 0)[0][:3]
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"question": "一"}\n{"question": \n', encoding="utf-8")
+    with pytest.raises(CbtLlmError, match=r"train\.jsonl:2"):
+        contamination({"cpsyexam": items}, str(train))

@@ -9,13 +9,13 @@ share any n-gram, how many are flagged, and the flagged ids.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 from cbt_llm.bench.tasks import Item
+from cbt_llm.data.sources import iter_json_objects
 from cbt_llm.errors import CbtLlmError, first_line
 
 _DROP = re.compile(r"[\W_]+", re.UNICODE)
@@ -46,16 +46,8 @@ def training_texts(path: str | Path) -> Iterator[str]:
     ``datasets``, all splits of its ``default`` config."""
     path = Path(path).expanduser()
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            yield from _strings(json.loads(text))
-            return
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    yield from _strings(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise CbtLlmError(f"{path}: line {number} is not JSON ({err.msg})") from None
+        for _, record in iter_json_objects(path):  # the project's reader: errors name the file and line
+            yield from _strings(record)
         return
     if not path.is_dir():
         raise CbtLlmError(f"{path}: no such file or folder (--train_dataset)")
@@ -80,8 +72,7 @@ def _shared_ngrams(grams: dict[tuple[str, str], set[str]], train_dataset: str, n
             index.setdefault(gram, []).append(key)
     seen: set[str] = set()
     for text in training_texts(train_dataset):
-        normal = normalise(text)
-        seen.update(g for g in (normal[i:i + n] for i in range(len(normal) - n + 1)) if g in index)
+        seen.update(g for g in ngrams(text, n) if g in index)
     shared: dict[tuple[str, str], int] = {}
     for gram in seen:
         for key in index[gram]:
