@@ -53,20 +53,27 @@ def update_model_card_with_results(card_path: str | Path, results: dict[str, flo
     each result's ``metric_args`` and the section. Earlier results of the same dataset and split are
     replaced; others are kept. Returns the path.
     """
+    metric_args = metric_args or {}
+    return _write_into_card(card_path, {(dataset_id, split)},
+                            _eval_results(results, dataset_id, split, dataset_name, metric_args),
+                            _results_section(results, dataset_id, split, n, metric_args), CARD_START, CARD_END)
+
+
+def _write_into_card(card_path: str | Path, replaced: set[tuple[str, str]], new_results: list, section: str,
+                     start: str, end: str) -> Path:
+    """The card's ``model-index`` with earlier results of the ``replaced`` (dataset, split) pairs swapped for
+    ``new_results`` (others kept), and ``section`` between its markers, saved; returns the path."""
     from huggingface_hub import ModelCard
 
     card_path = Path(card_path)
     if not card_path.is_file():
         raise CbtLlmError(f"{card_path}: no such model card")
-    metric_args = metric_args or {}
     card = ModelCard.load(card_path)
-    keep = [r for r in (card.data.eval_results or [])
-            if not (r.dataset_type == dataset_id and r.dataset_split == split)]
-    card.data.eval_results = keep + _eval_results(results, dataset_id, split, dataset_name, metric_args)
+    keep = [r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split) not in replaced]
+    card.data.eval_results = keep + new_results
     if not card.data.model_name:
         card.data.model_name = card_path.parent.name
-    card.text = replace_section(card.text, _results_section(results, dataset_id, split, n, metric_args),
-                                CARD_START, CARD_END, before="\n## How to use")
+    card.text = replace_section(card.text, section, start, end, before="\n## How to use")
     card.save(card_path)
     return card_path
 
@@ -81,27 +88,19 @@ def update_model_card_with_bench(card_path: str | Path, rows: list[dict], note: 
     ``metric_type``, ``metric_name``, ``value`` and ``args`` (shots, judge...). Earlier results of the
     same benchmark and split are replaced; ``cbt-llm evaluate``'s results are kept.
     """
-    from huggingface_hub import EvalResult, ModelCard
+    from huggingface_hub import EvalResult
 
-    card_path = Path(card_path)
-    if not card_path.is_file():
-        raise CbtLlmError(f"{card_path}: no such model card")
-    card = ModelCard.load(card_path)
-    replaced = {(r["dataset_type"], r["split"]) for r in rows}
-    keep = [r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split) not in replaced]
-    card.data.eval_results = keep + [
-        EvalResult(task_type="text-generation", task_name=r["task_name"], dataset_type=r["dataset_type"],
-                   dataset_name=r["dataset_name"], dataset_split=r["split"], metric_type=r["metric_type"],
-                   metric_name=r["metric_name"], metric_value=round(float(r["value"]), 4), metric_args=r.get("args"))
-        for r in rows if r["value"] is not None]
-    if not card.data.model_name:
-        card.data.model_name = card_path.parent.name
+    new_results = [EvalResult(task_type="text-generation", task_name=r["task_name"], dataset_type=r["dataset_type"],
+                              dataset_name=r["dataset_name"], dataset_split=r["split"], metric_type=r["metric_type"],
+                              metric_name=r["metric_name"], metric_value=round(float(r["value"]), 4),
+                              metric_args=r.get("args"))
+                   for r in rows if r["value"] is not None]
+
     table = ["| Benchmark | Split | Metric | Value | Settings |", "|---|---|---|---|---|"]
     table += [f"| {table_cell(r['dataset_name'])} | {r['split']} | {table_cell(r['metric_name'])} | "
               f"{'-' if r['value'] is None else format(r['value'], '.4f')} | "
               f"{table_cell(', '.join(f'{k} {v}' for k, v in (r.get('args') or {}).items()))} |" for r in rows]
     section = "\n".join([BENCH_START, "## Benchmarks", "", "Scored by `cbt-llm bench` on public benchmarks:", "",
                          *table, *(["", note] if note else []), BENCH_END])
-    card.text = replace_section(card.text, section, BENCH_START, BENCH_END, before="\n## How to use")
-    card.save(card_path)
-    return card_path
+    return _write_into_card(card_path, {(r["dataset_type"], r["split"]) for r in rows}, new_results, section,
+                            BENCH_START, BENCH_END)
