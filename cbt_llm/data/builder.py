@@ -15,7 +15,7 @@ import datasets
 from datasets.builder import Key
 
 from cbt_llm.data import records
-from cbt_llm.data.dialogue_prompts import DIALOGUE_SYSTEM_PROMPTS
+from cbt_llm.data.dialogue_prompts import dialogue_system_prompt
 from cbt_llm.data.dialogues import dialogue_sample_path, read_dialogues
 from cbt_llm.data.prompts import STEP_KEYS, SYSTEM_PROMPT_ZH, chat_prompt
 from cbt_llm.data.records import read_records
@@ -65,9 +65,8 @@ def to_row(record: dict[str, Any], config: str, system_prompt: str = SYSTEM_PROM
     """One record as a row of the given config."""
     if config == "default":
         return record
-    if config == "dialogue":  # system_prompt: the single-turn line is not a dialogue's; None: by the record's language
-        system = system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else \
-            DIALOGUE_SYSTEM_PROMPTS[record.get("language", "zh")]
+    if config == "dialogue":
+        system = dialogue_system_prompt(system_prompt, record.get("language", "zh"))
         return {"id": record["id"], "messages": [{"role": "system", "content": system}, *record["messages"]],
                 "plan": record["plan"], "question": record["question"], "source": record["source"]}
     return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, LANGUAGES
+from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, LANGUAGES, SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
 
 VERSION = "v1"
@@ -39,6 +39,14 @@ DIALOGUE_SYSTEM_PROMPTS = {
           "their counsellor: listen and ask first, then find and examine the thought behind the distress "
           "together, and agree one small, concrete step. Keep each turn to a few sentences.",
 }
+
+
+
+def dialogue_system_prompt(system_prompt: str | None, language: str = "zh") -> str:
+    """A dialogue's system line: one set on purpose, else the dialogues' own in ``language`` (the paper's
+    single-turn line, the default everywhere, is not a dialogue's)."""
+    return system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else DIALOGUE_SYSTEM_PROMPTS[language]
+
 
 _INTAKE = {
     "zh": "问题：{{ question }}\n{% if description %}描述：{{ description }}\n{% endif %}",

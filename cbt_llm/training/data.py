@@ -31,10 +31,10 @@ def dataset_configs(spec: str) -> list[str]:
 def model_system_prompt(script_args: CbtScriptArguments) -> str:
     """The system line the trained model expects (its card's): the dialogues' own when a recipe trains on the
     dialogue config alone and sets no line of its own (the rule of ``_load_config``), else the recipe's."""
-    from cbt_llm.data.dialogue_prompts import DIALOGUE_SYSTEM_PROMPTS
+    from cbt_llm.data.dialogue_prompts import dialogue_system_prompt
 
-    if dataset_configs(script_args.dataset_config) == ["dialogue"] and script_args.system_prompt == SYSTEM_PROMPT_ZH:
-        return DIALOGUE_SYSTEM_PROMPTS["zh"]
+    if dataset_configs(script_args.dataset_config) == ["dialogue"]:
+        return dialogue_system_prompt(script_args.system_prompt)
     return script_args.system_prompt
 
 
