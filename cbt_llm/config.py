@@ -71,6 +71,12 @@ class DatasetConfig:
     dataset: str = option("cbt_qa", "cbt_qa (the bundled sample, or --data_files), a folder from `cbt-llm build`, "
                           "or a Hub dataset id")
     data_files: list[str] | None = option(None, "records .jsonl file(s) for cbt_qa", metavar="FILE")
+    dataset_config: str = option("default", "default (single-turn questions), or dialogue (each counsellor turn of "
+                                 "each dialogue, after the dialogue's history)", metavar="NAME")
+
+    def __post_init__(self) -> None:
+        if self.dataset_config not in ("default", "dialogue"):
+            raise CbtLlmError(f"--dataset_config must be default or dialogue, got {self.dataset_config!r}")
 
 
 @dataclass(kw_only=True)

@@ -221,3 +221,17 @@ def language_share(text: str, language: str) -> float:
     if total == 0:
         return 0.0
     return (cjk if language == "zh" else latin) / total
+
+
+_QUESTION = re.compile(r"[？?]")
+
+
+def asks(text: str) -> bool:
+    """Whether a counsellor turn asks the client something (a question mark, full or half width)."""
+    return bool(_QUESTION.search(text))
+
+
+def steps_covered(turns: list[str], language: str = "zh") -> list[str]:
+    """The five steps the detector finds in at least one of a dialogue's counsellor turns, in step order."""
+    found = [detect_steps(text, language).present for text in turns]
+    return [key for key in STEP_KEYS if any(present[key] for present in found)]

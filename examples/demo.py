@@ -5,7 +5,9 @@
 Each stage prints one line saying what it made and where, and training one line per epoch with its
 losses; the libraries' own progress output goes to OUTPUT/logs/STAGE.log. The model is random and
 small: training teaches it the five-step format of 56 sample answers, which the report shows (the
-fine-tuned model beats its base), not counselling skill.
+fine-tuned model beats its base), not counselling skill. The dialogue slice does the same for the
+bundled CBT dialogues: a short fine-tune, its counsellor turns scored as dialogues, and a scripted
+exchange through the guarded chat.
 """
 
 import argparse
@@ -20,6 +22,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 from cbt_llm.bench import BenchConfig, bench  # noqa: E402
+from cbt_llm.chat import GenerationSettings, LocalBackend, run_chat  # noqa: E402
 from cbt_llm.data.build import BuildConfig, build_dataset  # noqa: E402
 from cbt_llm.data.splits import sample_path, sample_questions_path  # noqa: E402
 from cbt_llm.evaluation.evaluate import EvaluateConfig, evaluate_systems  # noqa: E402
@@ -33,9 +36,12 @@ from transformers import TrainerCallback  # noqa: E402
 
 BENCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"
 BENCH_LIMIT = 12  # items per task in the demo's bench slice
+DIALOGUE_STEPS = 160  # the dialogue slice's fine-tune: 20 passes over the sample's 8 training dialogues (~25 s)
+# The dialogue slice's scripted client: two ordinary turns the adapter answers, then one the crisis guard answers.
+CLIENT_TURNS = ("最近总是失眠，一想到明天的汇报就紧张。", "我怕自己讲砸了，大家都会觉得我不行。", "说实话我真的撑不下去了，不想活了。")
 
-# Measured on 2 CPU cores: 1 min 23 s with nothing else running, 2 min beside another test run (training is most
-# of it); 14 min when four other test runs shared the cores.
+# Measured on 2 CPU cores: 1 min 42 s with nothing else running (training most of it, the dialogue slice 22 s);
+# 14 min when four other test runs shared the cores.
 EXPECTED_MINUTES = 2
 
 
@@ -65,6 +71,42 @@ def summary(report) -> str:
             f"answers' five-step layout and wording, not how to help anyone (the report says so). Plots: "
             f"{report.output_dir / 'metrics.png'} (metrics), {report.output_dir / 'step_coverage.png'} (share of "
             f"answers with each step) and the adapter's loss curve.")
+
+
+def dialogue_slice(out: Path) -> str:
+    """The dialogue path on the built folder's dialogue config: a short tiny-dialogue fine-tune, its counsellor
+    turns scored as dialogues beside the reference turns, and a scripted exchange through the guarded chat."""
+    adapter = out / "dialogue-adapter"
+    recipe = parse_args(["--config", "tiny-dialogue", "--output_dir", str(adapter), "--dataset_name",
+                         str(out / "cbt_qa"), "--max_steps", str(DIALOGUE_STEPS), "--eval_strategy", "no",
+                         "--disable_tqdm", "true"])
+    train_and_save(build_trainer(*recipe), *recipe)
+    turns = out / "predictions" / "dialogue-turns.jsonl"
+    predict(PredictConfig(output_file=turns, adapter=str(adapter), dataset=str(out / "cbt_qa"),
+                          dataset_config="dialogue", split="validation", max_new_tokens=48, do_sample=False,
+                          repetition_penalty=1.1, progress=False))
+    report = evaluate_systems(EvaluateConfig(predictions=[turns], names=["dialogue-lora"], dataset=str(out / "cbt_qa"),
+                                             dataset_config="dialogue", references="validation",
+                                             output_dir=out / "dialogue_report", bertscore=False))
+    backend = LocalBackend(str(adapter), settings=GenerationSettings(max_new_tokens=40, temperature=0))
+    transcript, turns = out / "dialogue_chat.txt", iter([*CLIENT_TURNS, "/exit"])
+    with open(transcript, "w", encoding="utf-8") as text:
+        def client(prompt: str) -> str:  # the scripted client, echoed into the transcript as a terminal shows it
+            message = next(turns)
+            text.write(f"{prompt}{message}\n")
+            return message
+
+        run_chat(backend, input_fn=client, output=text)
+    model, reference = report.systems[0].dialogue, report.reference.dialogue
+    return (f"{adapter}: dialogue adapter ({DIALOGUE_STEPS} steps of the tiny-dialogue recipe, loss on counsellor "
+            f"turns only); {report.n} validation turns answered after their history, read back as "
+            f"{model['dialogues']} dialogues: it asks in {model['question_share']:.0%} of turns (reference "
+            f"{reference['question_share']:.0%}) and covers {model['steps_covered']:.1f} of the five steps per "
+            f"dialogue (reference {reference['steps_covered']:.1f}): phrases of the sample a random model has "
+            f"memorised, not counselling, {out / 'dialogue_report' / 'report.md'}; "
+            f"{len(CLIENT_TURNS)} scripted client turns through the guarded chat: {backend.calls} answered by the "
+            f"adapter with its dialogue system line, {len(CLIENT_TURNS) - backend.calls} (the suicidal one) by the "
+            f"guard's crisis reply with hotlines, the model not called: {transcript}")
 
 
 class EpochLines(TrainerCallback):
@@ -119,10 +161,12 @@ def main() -> None:
 
     with stage("build", logs):
         built = build_dataset(BuildConfig(input=[sample_path(), out / "generations.jsonl"], output_dir=out / "cbt_qa",
-                                          pretty_name="CBT QA (demo)", license="apache-2.0", questions_source="other"))
-    rows = built.num_rows["default"]
+                                          dialogues=["sample"], pretty_name="CBT QA (demo)", license="apache-2.0",
+                                          questions_source="other"))
+    rows, dialogues = built.num_rows["default"], built.num_rows["dialogue"]
     print(f"{built.output_dir}: dataset folder, {sum(rows.values())} records ({', '.join(f'{k} {v}' for k, v in rows.items())}), "
-          f"{sum(built.dropped.values())} dropped; card {built.output_dir / 'README.md'}")
+          f"{sum(built.dropped.values())} dropped, and a dialogue config of {sum(dialogues.values())} CBT dialogues; "
+          f"card {built.output_dir / 'README.md'}")
 
     print("  training the tiny-demo recipe's LoRA adapter:", flush=True)
     with stage("train", logs):
@@ -165,6 +209,10 @@ def main() -> None:
               f"items, weighted F1 {cbt['weighted_f1']:.2f}. A random model scores at chance at best: these figures "
               "show the benchmark pipeline runs end to end, not that the model knows anything")
 
+    with stage("dialogue", logs):
+        dialogue = dialogue_slice(out)
+    print(dialogue)
+
     with stage("upload", logs):
         pushed = [push(PushConfig(kind="dataset", folder=out / "cbt_qa", repo_id="your-name/cbt_qa", dry_run=True,
                                   output_dir=out / "upload" / "dataset")),
@@ -177,6 +225,8 @@ def main() -> None:
     print(f"\nOpen {out / 'report' / 'report.md'} and its PNGs, the dataset card {out / 'cbt_qa' / 'README.md'}, "
           f"the model card {adapter / 'README.md'}, and the Hub upload folders in {out / 'upload'}.")
     print("Chat with the adapter: cbt-llm chat --adapter " + str(adapter))
+    print(f"Talk with the dialogue adapter (history kept, guard on every turn): cbt-llm chat --adapter "
+          f"{out / 'dialogue-adapter'}")
     print(f"In the browser (pip install 'cbt-llm[app]'): cbt-llm app --adapter {adapter} --dataset {out / 'cbt_qa'} "
           f"--report_dir {out / 'report'}")
     sys.stdout.flush()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -35,7 +36,7 @@ def pytest_configure(config):
         pass
 
 
-SLOW_FIXTURES = {"cli", "tiny_model", "tiny_adapter", "tiny_bert", "hub"}
+SLOW_FIXTURES = {"cli", "tiny_model", "tiny_run", "tiny_adapter", "tiny_bert", "hub"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -78,19 +79,31 @@ def tiny_model() -> Path:
     return tiny_model_path()
 
 
-@pytest.fixture(scope="session")
-def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
-    """A LoRA adapter trained for a few steps with the tiny-cpu recipe through the real CLI (shared, read-only)."""
-    import subprocess
+class TinyRun(NamedTuple):
+    """One run of the tiny-cpu recipe: its output folder, the finished process, and the secret it was given."""
 
-    out = tmp_path_factory.mktemp("tiny-adapter") / "adapter"
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "cbt-llm"), "train", "--config", "tiny-cpu", "--output_dir", str(out),
-         "--max_steps", "6", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "2"],
-        capture_output=True, text=True, timeout=600,
-    )
+    out: Path
+    result: subprocess.CompletedProcess
+    secret: str
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model, tmp_path_factory) -> TinyRun:
+    """The whole tiny-cpu recipe through the real CLI, with tokens in its environment (shared, read-only): the
+    training tests read its losses, logs and files, and the rest use its adapter."""
+    out = tmp_path_factory.mktemp("tiny-run") / "adapter"
+    secret = "hf_thisIsNotARealTokenButMustNeverLeak42"
+    result = subprocess.run([str(Path(sys.executable).parent / "cbt-llm"), "train", "--config", "tiny-cpu",
+                             "--output_dir", str(out)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_TOKEN": secret, "OPENAI_API_KEY": secret})
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return TinyRun(out, result, secret)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_run) -> Path:
+    """The LoRA adapter of the tiny-cpu run (shared, read-only)."""
+    return tiny_run.out
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from cbt_llm.data.dialogue_prompts import DIALOGUE_SYSTEM_PROMPTS
-from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+from cbt_llm.data.dialogue_prompts import (
+    DIALOGUE_SYSTEM_PROMPTS,
+    dataset_configs,
+    model_system_prompt,
+    recipe_system_prompts,
+)
+from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, SYSTEM_PROMPTS
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.training.data import dataset_configs, load_training_dataset, model_system_prompt
+from cbt_llm.training.data import load_training_dataset
 from cbt_llm.training.train import parse_args
 
 END = "<|im_end|>"
@@ -101,9 +106,17 @@ def test_single_turn_and_dialogue_configs_mix_as_conversations():
     own = recipe_data("--dataset_config", "sft,dialogue", "--system_prompt", "你是咨询师。")
     assert {rows[0]["content"] for rows in own["train"]["messages"]} == {"你是咨询师。"}
     # The line the trained model expects, for its card: the dialogues' own only when they alone are trained on.
-    lines = {spec: model_system_prompt(parse_args(["--config", "tiny-dialogue", "--dataset_config", spec])[0])
-             for spec in ("dialogue", "sft", "sft,dialogue")}
+    args = {spec: parse_args(["--config", "tiny-dialogue", "--dataset_config", spec])[0]
+            for spec in ("dialogue", "sft", "sft,dialogue")}
+    lines = {spec: model_system_prompt(a.system_prompt, a.dataset_config) for spec, a in args.items()}
     assert lines == {"dialogue": DIALOGUE_SYSTEM_PROMPTS["zh"], "sft": SYSTEM_PROMPT_ZH, "sft,dialogue": SYSTEM_PROMPT_ZH}
+    # Per language, as the chat sends it for an adapter's saved recipe; a line set on purpose wins in both.
+    assert recipe_system_prompts({"dataset_config": "dialogue", "system_prompt": SYSTEM_PROMPT_ZH}) == \
+        DIALOGUE_SYSTEM_PROMPTS
+    assert recipe_system_prompts({"dataset_config": "sft"}) == SYSTEM_PROMPTS
+    assert recipe_system_prompts({}) == SYSTEM_PROMPTS  # a recipe from before dataset_config existed
+    assert recipe_system_prompts({"dataset_config": "dialogue", "system_prompt": "你是咨询师。"}) == \
+        {"zh": "你是咨询师。", "en": "你是咨询师。"}
 
 
 def test_bad_config_lists_fail_clearly(tmp_path):

@@ -26,7 +26,7 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
     stdout = run("demo.py", tmp_path, "--output", "out")
     lines = [line for line in stdout.splitlines() if line.startswith("[")]
     assert [line.split()[0].strip("[") for line in lines] == ["generate", "build", "train", "predict", "evaluate",
-                                                               "bench", "upload"]
+                                                               "bench", "dialogue", "upload"]
     if BENCH_DATA.is_dir():  # a slice of CPsyExam and CBT-Bench on the adapter, said plainly to be at chance
         scores = json.loads((tmp_path / "out" / "bench" / "bench.json").read_text())
         assert set(scores["tasks"]) == {"cpsyexam", "cbt_bench"} and "scores at chance at best" in stdout
@@ -64,6 +64,16 @@ def test_demo_leaves_the_report_the_cards_and_the_upload_folders(tmp_path):
     assert len(evaluated) == 15  # the validation loss of every epoch (tiny-demo: 15), not only the last
     uploaded = (out / "upload" / "adapter" / "README.md").read_text()
     assert "random model memorising a format" in uploaded and "cbt-llm/small-random-llama)" not in uploaded
+    # The dialogue slice: the built folder's dialogue config, a dialogue adapter whose turns are read back as
+    # dialogues, and a scripted chat in which the guard, not the model, answers the suicidal turn.
+    assert "and a dialogue config of 12 CBT dialogues" in stdout
+    dialogue = json.loads((out / "dialogue_report" / "report.json").read_text())
+    assert dialogue["unit"] == "counsellor turns" and dialogue["systems"][0]["dialogue"]["dialogues"] == 4
+    assert "## Dialogues" in (out / "dialogue_report" / "report.md").read_text(encoding="utf-8")
+    assert "3 scripted client turns through the guarded chat: 2 answered by the adapter" in stdout
+    chat = (out / "dialogue_chat.txt").read_text(encoding="utf-8")
+    assert "12356" in chat and "不能替代" in chat  # the crisis reply's hotline, the not-a-substitute notice
+    assert "## Dialogues (`dialogue` config)" in (out / "upload" / "dataset" / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -398,7 +398,7 @@ def test_card_regeneration_is_idempotent_and_takes_a_hook(tmp_path, adapter):
 
 # ---------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("case, args, token, expected", [
+ERROR_CASES = [
     ("no token", ("push", "dataset", "{ds}", "--repo_id", "alice/x"), None, "no Hugging Face token"),
     ("bad token", ("push", "dataset", "{ds}", "--repo_id", "alice/x"), "hf_not_a_valid_token",
      "rejected the token"),
@@ -414,7 +414,10 @@ def test_card_regeneration_is_idempotent_and_takes_a_hook(tmp_path, adapter):
     ("branch not found", ("pull", "dataset", "--repo_id", "alice/cbt_qa", "--revision", "nope", "--output_dir", "{out}"),
      TOKEN, "revision 'nope' not found"),
     ("not a dataset folder", ("push", "dataset", "{work}", "--repo_id", "alice/x"), TOKEN, "not a built dataset"),
-])
+]
+
+
+@pytest.mark.parametrize("case, args, token, expected", ERROR_CASES, ids=[c[0] for c in ERROR_CASES])  # tokens are random
 def test_errors_are_one_clear_line(hub, work, dataset_dir, pushed_dataset, case, args, token, expected):
     out = work / f"out-{uuid.uuid4().hex[:6]}"
     args = [a.format(ds=dataset_dir, out=out, work=work) for a in args]
@@ -451,7 +454,7 @@ def test_the_token_is_in_no_file_or_output(hub, work, pushed_dataset):
 
 def test_predict_stops_on_a_rejected_token_and_uses_defaults_only_without_a_recipe(hub, work):
     hub.store.create_repo("model", "alice/no-recipe", True, "alice")  # private
-    code = ("import json; from cbt_llm.evaluation.predict import read_recipe; "
+    code = ("import json; from cbt_llm.models.loading import read_recipe; "
             "print(json.dumps(read_recipe('alice/no-recipe')))")
     assert run(hub, work, [sys.executable, "-c", code]).stdout.strip() == "{}"
     rejected = run(hub, work, [sys.executable, "-c", code], token="hf_notAValidTokenForThisHub", check=False)

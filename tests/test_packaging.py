@@ -81,6 +81,7 @@ def _smoke_install():
     return module
 
 
+@pytest.mark.release  # minutes of pip: run by `make dist` beside the wheel's own fresh-venv install
 def test_an_exported_space_installs_alone_in_a_fresh_venv_and_answers_a_crisis(tiny_adapter, tmp_path):
     """The Space folder exported from this install, built as a Space builds it: a fresh venv (torch first, as
     `make dist`), then requirements.txt on its own in an empty folder (a Space mounts it before copying the rest);

@@ -140,10 +140,10 @@ def test_the_config_refuses_contradictory_models(fields, error):
 def test_the_run_settings_of_a_served_model_keep_their_shape():
     config = PredictConfig(output_file="p.jsonl", base_url="http://h/v1", model="cbt-lora", max_new_tokens=64,
                            temperature=0.5)
-    assert list(run_settings(config)) == ["mode", "model", "adapter", "dataset", "split", "max_new_tokens",
-                                          "do_sample", "temperature", "top_p", "repetition_penalty", "system_prompt",
-                                          "seed", "base_url"]
+    assert list(run_settings(config)) == ["mode", "model", "adapter", "dataset", "dataset_config", "split",
+                                          "max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty",
+                                          "system_prompt", "seed", "base_url"]
     assert run_settings(config) | {"system_prompt": None} == {
-        "mode": "endpoint", "model": "cbt-lora", "adapter": None, "dataset": "cbt_qa", "split": "test",
-        "max_new_tokens": 64, "do_sample": True, "temperature": 0.5, "top_p": None, "repetition_penalty": None,
+        "mode": "endpoint", "model": "cbt-lora", "adapter": None, "dataset": "cbt_qa", "dataset_config": "default",
+        "split": "test", "max_new_tokens": 64, "do_sample": True, "temperature": 0.5, "top_p": None, "repetition_penalty": None,
         "system_prompt": None, "seed": 0, "base_url": "http://h/v1"}

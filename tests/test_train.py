@@ -15,7 +15,6 @@ from cbt_llm.training.train import parse_args, shipped_recipes
 pytestmark = pytest.mark.slow  # every test here starts a server or a process, or trains
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "hf_thisIsNotARealTokenButMustNeverLeak42"
 
 
 def _has_gpu() -> bool:
@@ -32,21 +31,9 @@ def losses(output_dir, key="loss"):
     return [(entry["step"], entry[key]) for entry in history if key in entry]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model):
-    """One full tiny-cpu run through the real CLI, with secrets in the environment."""
-    out = tmp_path_factory.mktemp("tiny") / "adapter"
-    env = {**os.environ, "HF_TOKEN": SECRET, "OPENAI_API_KEY": SECRET}
-    script = Path(sys.executable).parent / "cbt-llm"
-    result = subprocess.run([str(script), "train", "--config", "tiny-cpu", "--output_dir", str(out)],
-                            capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
-
-
 @pytest.mark.slow
-def test_tiny_cpu_recipe_trains_and_the_loss_falls(trained):
-    out, result = trained
+def test_tiny_cpu_recipe_trains_and_the_loss_falls(tiny_run):
+    out, result = tiny_run.out, tiny_run.result
     assert f"trained adapter: {out}" in result.stdout
     train = [loss for _, loss in losses(out)]
     evals = [loss for _, loss in losses(out, "eval_loss")]
@@ -60,8 +47,8 @@ def test_tiny_cpu_recipe_trains_and_the_loss_falls(trained):
 
 
 @pytest.mark.slow
-def test_adapter_loads_in_a_fresh_process_and_the_card_describes_it(trained):
-    out, _ = trained
+def test_adapter_loads_in_a_fresh_process_and_the_card_describes_it(tiny_run):
+    out = tiny_run.out
     code = textwrap.dedent(f"""
         import sys, torch
         from peft import AutoPeftModelForCausalLM
@@ -94,12 +81,12 @@ def test_adapter_loads_in_a_fresh_process_and_the_card_describes_it(trained):
 
 
 @pytest.mark.slow
-def test_no_secret_reaches_logs_or_saved_files(trained):
-    out, result = trained
-    assert SECRET not in result.stdout + result.stderr
+def test_no_secret_reaches_logs_or_saved_files(tiny_run):
+    out, result, secret = tiny_run
+    assert secret not in result.stdout + result.stderr
     for path in out.rglob("*"):
         if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
+            assert secret.encode() not in path.read_bytes(), path
 
 
 @pytest.mark.slow

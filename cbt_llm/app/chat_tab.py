@@ -24,8 +24,8 @@ class GuardedChat:
     """One chat turn per call for the page: the guarded stream as successive chatbot states.
 
     ``backend`` is a ``cbt_llm.chat`` back-end (or any callable ``messages -> text chunks`` with
-    ``calls``, ``context_tokens``, ``count_tokens`` and ``settings``); ``model_guard`` is handed to the
-    guard (it can only raise the level). The page's history is a list of ``{"role", "content"}`` messages
+    ``calls``, ``context_tokens``, ``count_tokens``, ``settings`` and optionally ``system_prompts``, the lines its
+    adapter was trained with); ``model_guard`` is handed to the guard (it can only raise the level). The page's history is a list of ``{"role", "content"}`` messages
     kept in the session.
     """
 
@@ -44,6 +44,7 @@ class GuardedChat:
             return
         calls_before = self.backend.calls
         stream = respond_stream(history, message, self.backend, model_guard=self.model_guard,
+                                system_prompt=getattr(self.backend, "system_prompts", None),
                                 max_tokens=self.budget, count_tokens=self.backend.count_tokens)
         shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield shown, ""

@@ -22,7 +22,7 @@ CITATIONS = {"cpsyexam": "Zhao et al., COLING 2025", "cpsycoune": "Zhang et al.,
 def settings_of(config) -> dict:
     """The run's settings bench.json records (never a key: only the variable names)."""
     judged = bool(set(config.task_list) & JUDGED)
-    return {"mode": "endpoint" if config.base_url else "transformers", "model": config.model or config.model_name_or_path,
+    return {"mode": "endpoint" if config.base_url else "transformers", "model": config.model_meant(),
             "adapter": config.adapter, "base_url": config.base_url, "shots": config.shots, "seed": config.seed,
             "limit": config.limit, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
             "prompts": {t: get_task(t).PROMPT_VERSION for t in config.task_list},

@@ -123,8 +123,8 @@ def sample(items: list[Item], limit: int | None, seed: int) -> list[Item]:
 def reply_settings(config: BenchConfig, task: str) -> dict:
     """What every reply of a task records; a rerun refuses replies made with other settings."""
     module = get_task(task)
-    return {"mode": "endpoint" if config.base_url else "transformers", "model": config.model or
-            config.model_name_or_path, "adapter": config.adapter, "prompt": module.PROMPT_VERSION,
+    return {"mode": "endpoint" if config.base_url else "transformers", "model": config.model_meant(),
+            "adapter": config.adapter, "prompt": module.PROMPT_VERSION,
             "shots": 0 if task in JUDGED else config.shots, "max_new_tokens": config.max_new_tokens or
             module.MAX_NEW_TOKENS, "temperature": config.temperature, "seed": config.seed}
 

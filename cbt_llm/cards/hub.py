@@ -8,7 +8,8 @@ from typing import Any
 
 from cbt_llm.cards.common import replace_section
 from cbt_llm.cards.model import render_model_card
-from cbt_llm.training.train import RESOLVED_RECIPE
+from cbt_llm.data.dialogue_prompts import model_system_prompt
+from cbt_llm.models.loading import TRAINING_RECIPE
 
 LINKS_START, LINKS_END = "<!-- cbt-llm:hub-links:start -->", "<!-- cbt-llm:hub-links:end -->"
 TRAINER_STATE = "trainer_state.json"
@@ -47,7 +48,7 @@ def adapter_card_for_hub(card_text: str | None, *, repo_id: str, base_model: str
                      "mental-health QA. It is a research artifact, not a clinical tool.\n")
     card = ModelCard(card_text)
     links = _hub_links(repo_id, base_model, dataset_repo_id, endpoint)
-    if (folder / RESOLVED_RECIPE).is_file() and (folder / TRAINER_STATE).is_file():
+    if (folder / TRAINING_RECIPE).is_file() and (folder / TRAINER_STATE).is_file():
         card = _regenerated_card(card, folder, repo_id, base_model, dataset_repo_id, links)
     else:  # a card cbt-llm did not write: its body stays, the links section is added or refreshed
         section = f"{LINKS_START}\n## Links\n\n" + "\n".join(f"- {line}" for line in links) + f"\n{LINKS_END}"
@@ -80,7 +81,7 @@ def _regenerated_card(old: Any, folder: Path, repo_id: str, base_model: str | No
     import yaml
     from huggingface_hub import ModelCard
 
-    recipe = yaml.safe_load((folder / RESOLVED_RECIPE).read_text(encoding="utf-8"))
+    recipe = yaml.safe_load((folder / TRAINING_RECIPE).read_text(encoding="utf-8"))
     state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
     datasets = old.data.datasets or [recipe.get("hub_dataset_id") or recipe.get("dataset_name") or "cbt_qa"]
     datasets = [datasets] if isinstance(datasets, str) else datasets
@@ -90,7 +91,7 @@ def _regenerated_card(old: Any, folder: Path, repo_id: str, base_model: str | No
         license=old.data.license or recipe.get("model_license", "apache-2.0"),
         recipe=recipe,
         log_history=state.get("log_history", []),
-        system_prompt=recipe.get("system_prompt", ""),
+        system_prompt=model_system_prompt(recipe.get("system_prompt"), recipe.get("dataset_config")),
         repo_id=repo_id,
         hub_links=links,
     ))

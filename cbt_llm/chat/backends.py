@@ -122,6 +122,15 @@ def load_chat_model(adapter: str | None, model_name_or_path: str | None, *, devi
     return load_model_and_tokenizer(model_name_or_path, adapter, revision=revision, device=device)
 
 
+def trained_system_prompts(adapter: str | None, revision: str | None = None) -> dict[str, str] | None:
+    """The system line per language ``adapter`` was trained with (its saved recipe), None without one."""
+    from cbt_llm.data.dialogue_prompts import recipe_system_prompts
+    from cbt_llm.models.loading import read_recipe
+
+    recipe = read_recipe(adapter, revision)
+    return recipe_system_prompts(recipe) if recipe else None
+
+
 class LocalBackend:
     """A model on this machine: an adapter (folder or Hub repo id) on its base, or a plain base model.
 
@@ -131,6 +140,8 @@ class LocalBackend:
     (``cbt-llm/tiny-random-llama``). Tokens stream with transformers' ``TextIteratorStreamer`` from
     ``generate`` running in a thread. The context window is the model's ``max_position_embeddings``
     (or the tokenizer's ``model_max_length`` when smaller) unless ``context_tokens`` is given.
+    ``system_prompts`` are the lines the adapter was trained with, per language (its saved recipe; a
+    dialogue adapter's are the dialogues' own), or None for a base model or an adapter without a recipe.
     """
 
     def __init__(self, adapter: str | None = None, model_name_or_path: str | None = None,
@@ -149,6 +160,7 @@ class LocalBackend:
             raise CbtLlmError(f"the tokenizer of {adapter or model_name_or_path} has no chat template; use an "
                               "instruct/chat model or an adapter trained with `cbt-llm train` (it saves one)")
         self.model, self.tokenizer = model, tokenizer
+        self.system_prompts = trained_system_prompts(adapter, revision)
         limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
         limits = [n for n in limits if isinstance(n, int) and 0 < n < 10_000_000]
         self.context_tokens = context_tokens or (min(limits) if limits else 2048)
@@ -234,6 +246,7 @@ class EndpointBackend:
         from cbt_llm.engine.endpoints import openai_client, resolve_api_key
 
         self.model, self.base_url = model, base_url
+        self.system_prompts = None  # the server's model: pass --system_prompt for the line it was trained with
         self.settings = settings or GenerationSettings()
         self.context_tokens = context_tokens or ENDPOINT_CONTEXT_TOKENS
         self.calls = 0

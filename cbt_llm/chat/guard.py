@@ -23,7 +23,7 @@ yields chunks as they come; :func:`respond` is built on it. Nothing heavy is imp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from cbt_llm.crisis import format_crisis_resources
 from cbt_llm.data.prompts import SYSTEM_PROMPTS
@@ -185,14 +185,18 @@ def _check_history(history: Iterable[dict]) -> list[dict]:
     return checked
 
 
-def build_messages(history: Iterable[dict], message: str, language: str = "zh", system_prompt: str | None = None,
-                   max_tokens: int | None = None, count_tokens: Callable[[str], int] | None = None) -> list[dict]:
+def build_messages(history: Iterable[dict], message: str, language: str = "zh",
+                   system_prompt: str | Mapping[str, str] | None = None, max_tokens: int | None = None,
+                   count_tokens: Callable[[str], int] | None = None) -> list[dict]:
     """System line + history + the user turn, trimmed to ``max_tokens`` when given.
 
-    A system message at the start of ``history`` wins over ``system_prompt``; otherwise the
-    counselling system line of ``language`` is used.
+    A system message at the start of ``history`` wins over ``system_prompt`` (one line, or a line per language:
+    a backend's ``system_prompts``, the lines its adapter was trained with); otherwise the counselling system
+    line of ``language`` is used.
     """
     history = _check_history(history)
+    if isinstance(system_prompt, Mapping):
+        system_prompt = system_prompt.get(language)
     if history and history[0]["role"] == "system":
         system, history = history[0], history[1:]
     else:
@@ -257,9 +261,9 @@ class ReplyStream:
 
 
 def respond_stream(history: Iterable[dict], message: str, generate: Callable, language: str | None = None, *,
-                   model_guard: Callable | None = None, system_prompt: str | None = None, max_tokens: int | None = None,
-                   count_tokens: Callable[[str], int] | None = None, lexicon=None, classifier=None,
-                   context_turns: int = CONTEXT_TURNS) -> ReplyStream:
+                   model_guard: Callable | None = None, system_prompt: str | Mapping[str, str] | None = None,
+                   max_tokens: int | None = None, count_tokens: Callable[[str], int] | None = None, lexicon=None,
+                   classifier=None, context_turns: int = CONTEXT_TURNS) -> ReplyStream:
     """Assess ``message`` now and return a :class:`ReplyStream` that generates lazily when iterated.
 
     ``language`` (``zh``/``en``) fixes the reply's language and system line; by default both follow

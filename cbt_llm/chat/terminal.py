@@ -44,8 +44,8 @@ class ChatConfig(ChatModelConfig):
 
     language: Literal["zh", "en"] = option("zh", "language of the notice and prompts (replies follow each "
                                            "message's language)")
-    system_prompt: str | None = option(None, "system line (default: the counselling line of the message's language)",
-                                       metavar="TEXT")
+    system_prompt: str | None = option(None, "system line (default: the line the adapter was trained with, else the "
+                                       "counselling line of the message's language)", metavar="TEXT")
 
     def __post_init__(self):
         super().__post_init__()
@@ -189,10 +189,13 @@ def run_chat(backend, *, language: str = "zh", model_guard: Callable | None = No
     to ``backend.context_tokens - max_new_tokens`` counted with ``backend.count_tokens``. ``/reset``
     clears the history, ``/help`` lists the commands. Ctrl-C during an answer stops it (the resources
     still follow on a concern turn); at the prompt it ends the chat. With ``trace`` (or
-    ``$CBT_LLM_CHAT_TRACE``) a JSON line per turn is appended to that file. Returns the closing line.
+    ``$CBT_LLM_CHAT_TRACE``) a JSON line per turn is appended to that file. Without ``system_prompt`` the lines
+    the back-end's adapter was trained with (``backend.system_prompts``, when it has them) are sent. Returns the
+    closing line.
     """
+    trained = getattr(backend, "system_prompts", None)
     terminal = _Terminal(backend, language, output or sys.stdout, trace or os.environ.get(TRACE_ENV),
-                         model_guard=model_guard, system_prompt=system_prompt)
+                         model_guard=model_guard, system_prompt=system_prompt or trained)
     if show_notice:
         terminal.say(notice(language))
     terminal.say(terminal.ui["help"])

@@ -10,9 +10,11 @@ Templates are Jinja text; rendering imports jinja2 only when called.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, LANGUAGES, SYSTEM_PROMPT_ZH
+from cbt_llm.data.prompts import CBT_STEPS, COGNITIVE_DISTORTIONS, LANGUAGES, SYSTEM_PROMPT_ZH, SYSTEM_PROMPTS
 from cbt_llm.errors import CbtLlmError
 
 VERSION = "v1"
@@ -46,6 +48,31 @@ def dialogue_system_prompt(system_prompt: str | None, language: str = "zh") -> s
     """A dialogue's system line: one set on purpose, else the dialogues' own in ``language`` (the paper's
     single-turn line, the default everywhere, is not a dialogue's)."""
     return system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else DIALOGUE_SYSTEM_PROMPTS[language]
+
+
+def dataset_configs(spec: str) -> list[str]:
+    """The ``cbt_qa`` config names of a recipe's ``dataset_config`` (one name, or several joined by commas), each
+    once, in order."""
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names):
+        raise CbtLlmError(f"dataset_config {spec!r}: name one config, or several joined by commas, each once "
+                          "(e.g. sft,dialogue)")
+    return names
+
+
+def model_system_prompt(system_prompt: str | None, dataset_config: str | None = "sft", language: str = "zh") -> str:
+    """The system line a model trained on ``dataset_config`` with ``system_prompt`` expects for a ``language``
+    message: a line set on purpose; else the dialogues' own when it learnt from dialogues alone; else the
+    paper's line in that language. Training writes it into the card; predict and the chat send it."""
+    if dataset_config and dataset_configs(dataset_config) == ["dialogue"]:
+        return dialogue_system_prompt(system_prompt, language)
+    return system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else SYSTEM_PROMPTS[language]
+
+
+def recipe_system_prompts(recipe: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`model_system_prompt` per language for an adapter's saved recipe (``training_recipe.yaml``)."""
+    return {language: model_system_prompt(recipe.get("system_prompt"), recipe.get("dataset_config"), language)
+            for language in LANGUAGES}
 
 
 _INTAKE = {

@@ -89,3 +89,12 @@ class ModelChoiceConfig(EndpointConfig):
         if not (self.base_url or self.model_name_or_path or self.adapter):
             raise CbtLlmError("name a model: --model_name_or_path and/or --adapter to load one, or --base_url URL "
                               "--model NAME for a served one")
+
+    def model_meant(self) -> str:
+        """The model's name for run settings and reports: the served one, else the base to load, else the
+        adapter's own base (its PEFT config)."""
+        if self.model or self.model_name_or_path:
+            return self.model or self.model_name_or_path
+        from cbt_llm.models.loading import base_model_of
+
+        return base_model_of(self.adapter)

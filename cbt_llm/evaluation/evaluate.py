@@ -12,6 +12,8 @@ system on the same questions (the ids that all files and the references share), 
 CBT-structure score (``cbt_llm.evaluation.structure``), writes ``report.json`` (every number, per
 system, with the predictions' settings, the metrics' signatures and what was skipped) and the rest of
 the report (``cbt_llm.evaluation.report``), and, if asked, one system's numbers into a model card.
+With ``dataset_config="dialogue"`` the rows are counsellor turns (``predict --dataset_config dialogue``)
+and the report adds dialogue-level figures (``cbt_llm.evaluation.dialogue``).
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ class EvaluateConfig(DatasetConfig):
                                    "and into report.json")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.predictions = [str(p) for p in self.predictions]  # Paths are welcome too
         self.output_dir = str(self.output_dir)
         self.judgements = [str(p) for p in self.judgements] if self.judgements else self.judgements
         self.model_card = str(self.model_card) if self.model_card else self.model_card
         if not self.predictions:
             raise CbtLlmError("name at least one predictions file")
+        if self.model_card and self.dataset_config != "default":
+            raise CbtLlmError("--model_card takes the default config's figures (the card's model-index names a "
+                              "dataset and split, not a config): write the card from a report of the questions")
         if self.require_bertscore and not self.bertscore:
             raise CbtLlmError("--require_bertscore and --no_bertscore contradict each other")
         if self.names and len(self.names) != len(self.predictions):
@@ -164,9 +170,10 @@ def reference_free_figures(texts: list[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-def load_references(references: str = "test", dataset: str = "cbt_qa",
-                    data_files: list[str] | None = None) -> dict[str, str]:
-    """Reference answers by id: a split of the dataset, or a JSONL file with ``id`` and ``response``/``reference``."""
+def load_references(references: str = "test", dataset: str = "cbt_qa", data_files: list[str] | None = None,
+                    dataset_config: str = "default") -> dict[str, str]:
+    """Reference answers by id: a split of the dataset (of a dialogue config: each counsellor turn, by turn id),
+    or a JSONL file with ``id`` and ``response``/``reference``."""
     from cbt_llm.evaluation.predict import load_split
 
     path = Path(references).expanduser()
@@ -181,7 +188,7 @@ def load_references(references: str = "test", dataset: str = "cbt_qa",
         return refs
     if "/" in references or references.endswith(".jsonl"):
         raise CbtLlmError(f"{references}: no such references file (or name a split: train, validation, test)")
-    return {row["id"]: row["response"] for row in load_split(dataset, references, data_files)}
+    return {row["id"]: row["response"] for row in load_split(dataset, references, data_files, dataset_config)}
 
 
 TORN_PREDICTIONS = ("; rerun the same `cbt-llm predict` command: it repairs the file (drops the cut-off line) "
@@ -256,7 +263,14 @@ def _score_system(name: str, path: str, records: dict[str, dict], references: li
     metrics = compute_metrics(texts, references, **config.metric_choices())
     settings = next(iter(records.values())).get("settings") or {}
     return SystemResult(name, path, len(ids), dict(metrics), step_coverage(texts), settings, judge, metrics.skipped,
-                        metrics.settings)
+                        metrics.settings, _dialogues(config, dict(zip(ids, texts))))
+
+
+def _dialogues(config: EvaluateConfig, turns: dict[str, str]) -> dict:
+    """The dialogue-level figures of counsellor turns by turn id (dialogue config only)."""
+    from cbt_llm.evaluation.dialogue import dialogue_figures
+
+    return dialogue_figures(turns) if config.dataset_config == "dialogue" else {}
 
 
 def score_systems(config: EvaluateConfig) -> Report:
@@ -264,16 +278,18 @@ def score_systems(config: EvaluateConfig) -> Report:
     from cbt_llm.evaluation.structure import step_coverage
 
     names = config.system_names()
-    refs = load_references(config.references, config.dataset, config.data_files)
+    refs = load_references(config.references, config.dataset, config.data_files, config.dataset_config)
     loaded = [load_predictions(p) for p in config.predictions]
     ids = _shared_ids(refs, loaded, config.references)
     judged = _judgements_by_system(config.judgements or [])
     ref_texts = [refs[i] for i in ids]
     systems = [_score_system(name, path, records, ref_texts, ids, config, judged.get(name, {}))
                for name, path, records in zip(names, config.predictions, loaded)]
-    reference = SystemResult("reference", None, len(ids), reference_free_figures(ref_texts), step_coverage(ref_texts))
+    reference = SystemResult("reference", None, len(ids), reference_free_figures(ref_texts), step_coverage(ref_texts),
+                             dialogue=_dialogues(config, dict(zip(ids, ref_texts))))
     dropped = {name: len(p) - len(ids) for name, p in zip(names, loaded) if len(p) > len(ids)}
-    return Report(Path(config.output_dir), systems, reference, len(ids), dropped, [], note=config.note)
+    return Report(Path(config.output_dir), systems, reference, len(ids), dropped, [], note=config.note,
+                  unit="counsellor turns" if config.dataset_config == "dialogue" else "questions")
 
 
 def _card_system(systems: list[SystemResult], card: str, wanted: str | None) -> SystemResult:

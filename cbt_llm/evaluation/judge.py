@@ -144,7 +144,11 @@ class JudgeConfig(SplitConfig, ServedModelConfig):
     max_asks: int = option(3, "asks per answer when the reply has no valid JSON scores", metavar="N")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.predictions, self.output_file = str(self.predictions), str(self.output_file)  # a Path is welcome too
+        if self.dataset_config != "default":
+            raise CbtLlmError("the judge's rubric scores an answer to a question: judge the default config "
+                              "(dialogue turns are scored by `cbt-llm evaluate --dataset_config dialogue`)")
         if self.max_asks < 1:
             raise CbtLlmError(f"--max_asks must be at least 1, got {self.max_asks}")
 

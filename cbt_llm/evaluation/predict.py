@@ -7,7 +7,10 @@ question and description) and writes one JSON line per question id::
     {"id": ..., "prediction": ..., "status": "ok", "finish_reason": "stop", "new_tokens": 231,
      "settings": {"mode": "transformers", "model": ..., "adapter": ..., "system_prompt": ..., "max_new_tokens": ...}}
 
-No reference goes into the file, so it can be shared and scored later (``cbt-llm evaluate``).
+No reference goes into the file, so it can be shared and scored later (``cbt-llm evaluate``). With
+``dataset_config="dialogue"`` each counsellor turn of the split's dialogues is a row (id ``<dialogue id>#<n>``),
+answered after the dialogue's reference history with the line the model was trained with (a dialogue
+adapter's: the dialogues' own); see ``cbt_llm.evaluation.dialogue``.
 
 * **transformers** (``model_name_or_path`` and/or ``adapter``): batched ``generate`` with left padding,
   longest prompts first so that a batch holds prompts of similar length; the adapter is a local folder
@@ -33,19 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from cbt_llm.config import SplitConfig, option
-from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH, chat_prompt
+from cbt_llm.data.dialogue_prompts import model_system_prompt
+from cbt_llm.data.prompts import chat_prompt
 from cbt_llm.engine.client import RequestEngine, RequestFailed
 from cbt_llm.engine.config import ModelChoiceConfig
 from cbt_llm.engine.endpoints import answer_of, resolve_api_key
 from cbt_llm.engine.runner import Progress, RunStats, resume, run_requests
 from cbt_llm.engine.store import JsonlStore, utc_now
 from cbt_llm.errors import CbtLlmError
-from cbt_llm.models.loading import load_model_and_tokenizer
+from cbt_llm.models.loading import load_model_and_tokenizer, read_recipe
 
 GENERATION_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "repetition_penalty")
 DEFAULT_GENERATION = {"max_new_tokens": 512, "do_sample": False, "temperature": None, "top_p": None,
                       "repetition_penalty": None}
-RECIPE_FILE = "training_recipe.yaml"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +73,7 @@ class PredictConfig(SplitConfig, ModelChoiceConfig):
     repetition_penalty: float | None = option(None, "e.g. 1.1", metavar="X")
     seed: int | None = option(0, "random seed")
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.output_file = str(self.output_file)  # a Path is welcome too
         if self.batch_size < 1:
             raise CbtLlmError(f"--batch_size must be at least 1, got {self.batch_size}")
@@ -79,49 +83,39 @@ class PredictConfig(SplitConfig, ModelChoiceConfig):
 # ---------------------------------------------------------------------------------------------
 # Questions and settings
 # ---------------------------------------------------------------------------------------------
-def load_split(dataset: str = "cbt_qa", split: str = "test", data_files: list[str] | None = None) -> list[dict]:
-    """The rows (``default`` config) of one split of ``cbt_qa`` (sample or ``data_files``), a built folder or a Hub id."""
+def load_split(dataset: str = "cbt_qa", split: str = "test", data_files: list[str] | None = None,
+               dataset_config: str = "default") -> list[dict]:
+    """The rows of one split of ``cbt_qa`` (sample or ``data_files``), a built folder or a Hub id: the ``default``
+    config's questions, or for ``dialogue`` one row per counsellor turn (``cbt_llm.evaluation.dialogue``)."""
     from datasets import load_dataset
 
     import cbt_llm  # noqa: F401 - registers cbt_qa
+    from cbt_llm.evaluation.dialogue import turn_rows
 
     kwargs: dict[str, Any] = {"data_files": data_files} if data_files else {}
     try:
-        loaded = load_dataset(dataset, "default", **kwargs)
+        loaded = load_dataset(dataset, dataset_config, **kwargs)
     except (FileNotFoundError, ValueError) as err:
-        raise CbtLlmError(f"cannot load dataset {dataset!r}: {str(err).splitlines()[0][:200]}") from None
+        raise CbtLlmError(f"cannot load dataset {dataset!r} config {dataset_config!r}: "
+                          f"{str(err).splitlines()[0][:200]}") from None
     if split not in loaded:
         raise CbtLlmError(f"dataset {dataset!r} has no split {split!r} (it has: {', '.join(loaded)})")
-    return [dict(row) for row in loaded[split]]
+    rows = [dict(row) for row in loaded[split]]
+    return turn_rows(rows) if dataset_config == "dialogue" else rows
 
 
-def read_recipe(adapter: str | None) -> dict:
-    """The adapter's ``training_recipe.yaml`` (local folder, or a Hub repo); {} when it has none or the
-    Hub cannot be reached (flags and defaults apply). A rejected token or a missing repo is an error."""
-    if not adapter:
-        return {}
-    import yaml
-
-    path = Path(adapter).expanduser() / RECIPE_FILE
-    if not path.is_file():
-        if Path(adapter).expanduser().exists():
-            return {}
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
-
-        from cbt_llm.hub.client import hub_errors
-
-        with hub_errors("read the training recipe of", adapter, "model"):
-            try:
-                path = Path(hf_hub_download(adapter, RECIPE_FILE))
-            except (EntryNotFoundError, OfflineModeIsEnabled):  # no recipe, or offline and not cached
-                return {}
-    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return recipe if isinstance(recipe, dict) else {}
+def prompt_of(row: dict, system_prompt: str) -> list[dict]:
+    """The chat a row is answered from: the system line, then a dialogue turn's history or the question."""
+    if "history" in row:
+        return [{"role": "system", "content": system_prompt}, *row["history"]]
+    return chat_prompt(row["question"], row["description"], system_prompt)
 
 
-def resolve_settings(recipe: dict, system_prompt: str | None = None, **flags: Any) -> dict:
-    """Generation settings: flags first, then the recipe (top level or ``generation:``), then the defaults."""
+def resolve_settings(recipe: dict, system_prompt: str | None = None, dataset_config: str = "default",
+                     **flags: Any) -> dict:
+    """Generation settings: flags first, then the recipe (top level or ``generation:``), then the defaults. The
+    system line: ``system_prompt``, else the one the adapter was trained with (its recipe), else the one of
+    ``dataset_config``'s rows (the dialogues' own for dialogue turns, the paper's for questions)."""
     nested = recipe.get("generation") if isinstance(recipe.get("generation"), dict) else {}
     settings = {}
     for key in GENERATION_KEYS:
@@ -137,7 +131,8 @@ def resolve_settings(recipe: dict, system_prompt: str | None = None, **flags: An
         settings["temperature"] = settings["top_p"] = None
     if not isinstance(settings["max_new_tokens"], int) or settings["max_new_tokens"] < 1:
         raise CbtLlmError(f"max_new_tokens must be a positive integer, got {settings['max_new_tokens']!r}")
-    settings["system_prompt"] = system_prompt or recipe.get("system_prompt") or SYSTEM_PROMPT_ZH
+    settings["system_prompt"] = system_prompt or model_system_prompt(recipe.get("system_prompt"),
+                                                                      recipe.get("dataset_config") or dataset_config)
     return settings
 
 
@@ -188,16 +183,6 @@ def _record(row: dict, prediction: str, settings: dict, status: str = "ok", reas
 # ---------------------------------------------------------------------------------------------
 # Local model
 # ---------------------------------------------------------------------------------------------
-def base_model_of(adapter: str) -> str:
-    """The base model an adapter was trained on (``base_model_name_or_path`` of its PEFT config)."""
-    from peft import PeftConfig
-
-    try:
-        return PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    except Exception as err:  # noqa: BLE001 - peft raises ValueError/OSError for a missing config
-        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({str(err).splitlines()[0][:200]})") from None
-
-
 def generate_batch(tokenizer, lm, prompts: list[list[dict]], settings: dict) -> list[tuple[str, str, int]]:
     """Answers for a batch of chat prompts: (text, finish_reason, new tokens) each."""
     import torch
@@ -228,7 +213,7 @@ def _predict_local(rows: list[dict], store: JsonlStore, summary: PredictSummary,
     lm, tokenizer = load_model_and_tokenizer(config.model_name_or_path, config.adapter, device=config.device or "auto",
                                              dtype=config.dtype, padding_side="left")
     settings, batch_size = summary.settings, config.batch_size
-    prompts = {r["id"]: chat_prompt(r["question"], r["description"], settings["system_prompt"]) for r in rows}
+    prompts = {r["id"]: prompt_of(r, settings["system_prompt"]) for r in rows}
     texts = {i: tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for i, p in prompts.items()}
     lengths = {i: len(tokenizer(t, add_special_tokens=False)["input_ids"]) for i, t in texts.items()}
     ordered = sorted(rows, key=lambda r: -lengths[r["id"]])
@@ -265,7 +250,7 @@ async def _predict_endpoint(rows: list[dict], store: JsonlStore, summary: Predic
 
     async def one(engine: RequestEngine, row: dict) -> dict:
         payload = {"model": settings["model"],
-                   "messages": chat_prompt(row["question"], row["description"], settings["system_prompt"]), **params}
+                   "messages": prompt_of(row, settings["system_prompt"]), **params}
         try:
             reply = await engine.request(payload)
         except RequestFailed as err:
@@ -285,21 +270,22 @@ async def _predict_endpoint(rows: list[dict], store: JsonlStore, summary: Predic
 def run_settings(config: PredictConfig) -> dict:
     """The settings every prediction line records: mode, model, adapter, split, the resolved generation
     settings (``resolve_settings``) and the seed; ``base_url`` too for a served model."""
-    generation = resolve_settings(read_recipe(config.adapter), config.system_prompt,
+    generation = resolve_settings(read_recipe(config.adapter), config.system_prompt, config.dataset_config,
                                   max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
                                   temperature=config.temperature, top_p=config.top_p,
                                   repetition_penalty=config.repetition_penalty)
     if config.base_url:
         return {"mode": "endpoint", "model": config.model, "adapter": None, "dataset": config.dataset,
-                "split": config.split, **generation, "seed": config.seed, "base_url": config.base_url}
-    return {"mode": "transformers", "model": config.model_name_or_path or base_model_of(config.adapter),
-            "adapter": config.adapter, "dataset": config.dataset, "split": config.split, **generation,
-            "seed": config.seed}
+                "dataset_config": config.dataset_config, "split": config.split, **generation, "seed": config.seed,
+                "base_url": config.base_url}
+    return {"mode": "transformers", "model": config.model_meant(),
+            "adapter": config.adapter, "dataset": config.dataset, "dataset_config": config.dataset_config,
+            "split": config.split, **generation, "seed": config.seed}
 
 
 def predict(config: PredictConfig) -> PredictSummary:
     """Answer the split's questions into ``config.output_file`` (see the module docstring); returns the summary."""
-    rows = load_split(config.dataset, config.split, config.data_files)
+    rows = load_split(config.dataset, config.split, config.data_files, config.dataset_config)
     if config.limit is not None:
         rows = rows[:max(config.limit, 0)]
     settings = run_settings(config)

@@ -3,7 +3,8 @@
 * ``report.json`` - every number, per system, with the predictions' settings, what reproduces each
   figure and what could not be computed;
 * ``report.md`` - one table (a row per system: every metric, the CBT-structure score and the
-  coverage of each of the five steps; the references' own structure as a last row), then the plots;
+  coverage of each of the five steps; the references' own structure as a last row), for dialogue turns a
+  second table of dialogue-level figures (``cbt_llm.evaluation.dialogue``), then the plots;
 * ``metrics.png`` (metric bars per system) and ``step_coverage.png`` (share of answers with each step).
 
 The metric columns come from the metric registry (``cbt_llm.evaluation.registry``), so a registered
@@ -68,6 +69,7 @@ class SystemResult:
     judge: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)          # metric key -> why it is missing
     metric_settings: dict[str, dict] = field(default_factory=dict)  # metric key -> how it was computed
+    dialogue: dict[str, Any] = field(default_factory=dict)         # dialogue figures (dialogue config only)
 
     def row(self) -> dict[str, float]:
         """The metric figures plus the two CBT-structure figures, by column key."""
@@ -87,9 +89,10 @@ class Report:
     files: list[Path]
     card: Path | None = None
     note: str | None = None
+    unit: str = "questions"  # what a row is: questions, or counsellor turns (dialogue config)
 
     def format(self) -> str:
-        lines = [f"scored {len(self.systems)} systems on {self.n} shared questions; wrote "
+        lines = [f"scored {len(self.systems)} systems on {self.n} shared {self.unit}; wrote "
                  + ", ".join(str(f) for f in self.files)]
         for name, count in self.dropped.items():
             lines.append(f"  {name}: {count} answers left out (their ids are not shared by every file)")
@@ -150,10 +153,13 @@ def report_data(report: Report, references: str, dataset: str) -> dict[str, Any]
         "reproducibility": args,
         "skipped": skipped_metrics(report),
         "metrics": {k: {"label": column.label, "scale": column.scale} for k, column in METRIC_INFO.items()},
+        "unit": report.unit,
         "systems": [{"name": s.name, "file": s.file, "n": s.n, "metrics": s.metrics, "structure": s.structure,
                      "judge": s.judge, "settings": s.settings, "skipped": s.skipped,
-                     "metric_settings": s.metric_settings} for s in report.systems],
-        "reference": {"metrics": report.reference.metrics, "structure": report.reference.structure},
+                     "metric_settings": s.metric_settings, **({"dialogue": s.dialogue} if s.dialogue else {})}
+                    for s in report.systems],
+        "reference": {"metrics": report.reference.metrics, "structure": report.reference.structure,
+                      **({"dialogue": report.reference.dialogue} if report.reference.dialogue else {})},
     }
 
 
@@ -233,15 +239,42 @@ def _other_notes(report: Report) -> list[str]:
     return lines
 
 
+DIALOGUE_COLUMNS = {  # figure key -> (header, how it is computed, format)
+    "dialogues": ("Dialogues", "dialogues scored", "d"),
+    "turns": ("Turns", "counsellor turns per dialogue", ".1f"),
+    "question_share": ("Asks", "share of counsellor turns with a question", ".0%"),
+    "asks_first": ("Asks first", "share of dialogues whose first counsellor turn asks", ".0%"),
+    "steps_covered": ("Steps", "mean number of the five CBT steps found across a dialogue's counsellor turns",
+                      ".2f"),
+    "all_steps": ("All five", "share of dialogues whose turns cover all five steps", ".0%"),
+}
+
+
+def _dialogue_table(report: Report) -> list[str]:
+    """The dialogue-level table (dialogue config): a row per system and the reference turns, and what each
+    column is; nothing when the report is on questions."""
+    rows = [s for s in [*report.systems, report.reference] if s.dialogue]
+    if not rows:
+        return []
+    lines = ["## Dialogues", "", "Each counsellor turn was answered after the dialogue's reference history; the "
+             "turns are read back as dialogues (the figures the checks of generated dialogues use).", "",
+             "| System | " + " | ".join(header for header, _, _ in DIALOGUE_COLUMNS.values()) + " |",
+             "|---|" + "---:|" * len(DIALOGUE_COLUMNS)]
+    lines += [f"| {table_cell(s.name)} | " + " | ".join(format(s.dialogue[k], spec) for k, (_, _, spec)
+                                                          in DIALOGUE_COLUMNS.items()) + " |" for s in rows]
+    lines += ["", *(f"- **{header}**: {how}." for header, how, _ in DIALOGUE_COLUMNS.values()), ""]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
-    """report.md: the table, how each column is computed, and the plots."""
+    """report.md: the table, how each column is computed, the dialogue table (dialogue config), and the plots."""
     keys = table_columns(report)
-    lines = ["# Evaluation report\n", f"{len(report.systems)} systems, {report.n} questions "
+    lines = ["# Evaluation report\n", f"{len(report.systems)} systems, {report.n} {report.unit} "
              "(the ids every predictions file and the references share).\n",
              *([f"**What these numbers mean.** {report.note}\n"] if report.note else []),
              *_table(report, keys), "", "How each column is computed:", "",
-             *_metric_notes(report, keys), *_other_notes(report),
-             "", "![Metrics per system](metrics.png)", "", "![Step coverage](step_coverage.png)", ""]
+             *_metric_notes(report, keys), *_other_notes(report), "", *_dialogue_table(report),
+             "![Metrics per system](metrics.png)", "", "![Step coverage](step_coverage.png)", ""]
     return "\n".join(lines)
 
 

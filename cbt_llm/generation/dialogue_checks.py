@@ -17,9 +17,8 @@ from typing import Any
 
 from cbt_llm.crisis import crisis_resources
 from cbt_llm.data.prompts import STEP_KEYS
-from cbt_llm.steps import detect_steps, language_share
+from cbt_llm.steps import asks, detect_steps, language_share, steps_covered
 
-_QUESTION = re.compile(r"[？?]")
 _META = re.compile(
     r"作为(一个|一名)?(AI|人工智能|语言模型|AI助手)|我(只)?是(一个)?(AI|人工智能|语言模型|程序)|人工智能助手|角色扮演|"
     r"扮演(来访者|咨询师|心理咨询师)|模拟(的)?(对话|咨询)|\[END\]|"
@@ -126,9 +125,9 @@ def _advises(text: str, language: str) -> bool:
 def _asking_reasons(counsellor: list[str], language: str, config: DialogueCheckConfig) -> tuple[list[str], float]:
     """The counsellor asks before advising: a question in turn 1, no advice block early, enough questions."""
     reasons = []
-    asks = [bool(_QUESTION.search(text)) for text in counsellor]
-    share = sum(asks) / len(asks) if asks else 0.0
-    if counsellor and not asks[0]:
+    asked = [asks(text) for text in counsellor]
+    share = sum(asked) / len(asked) if asked else 0.0
+    if counsellor and not asked[0]:
         reasons.append("counsellor does not ask in its first turn")
     lecture = next((i for i, text in enumerate(counsellor[:config.ask_first_rounds]) if _advises(text, language)),
                    None)
@@ -159,12 +158,6 @@ def _text_reasons(messages: list[dict[str, str]], language: str, config: Dialogu
     if whole.strip() and share < config.min_language_share:
         reasons.append(f"wrong language (only {share:.0%} {language})")
     return reasons
-
-
-def steps_covered(counsellor: list[str], language: str) -> list[str]:
-    """The five steps the step detector finds in at least one of the counsellor's turns, in step order."""
-    found = [detect_steps(text, language).present for text in counsellor]
-    return [key for key in STEP_KEYS if any(present[key] for present in found)]
 
 
 def check_dialogue(messages: list[dict[str, str]], language: str = "zh",

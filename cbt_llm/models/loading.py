@@ -19,6 +19,7 @@ from cbt_llm.errors import CbtLlmError, first_line
 
 ADAPTER_CONFIG = "adapter_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+TRAINING_RECIPE = "training_recipe.yaml"  # the resolved recipe `cbt-llm train` saves beside the adapter
 # the help of every --model_name_or_path that names a base model to load (chat, app, merge)
 MODEL_NAME_OR_PATH_HELP = "base model (Hub id, folder or cbt-llm/tiny-random-llama)"
 # peft (0.21) reads PreTrainedModel.is_gradient_checkpointing each time it wraps a model (PeftModel.__init__), a
@@ -61,6 +62,41 @@ def _adapter_source(adapter: str, revision: str | None, token: str | None) -> tu
     except (OSError, ValueError) as err:
         raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({first_line(err, 200)})") from None
     return source, revision, has_tokenizer, base
+
+
+def read_recipe(adapter: str | None, revision: str | None = None) -> dict:
+    """The adapter's ``training_recipe.yaml`` (local folder, or a Hub repo); {} when it has none or the
+    Hub cannot be reached (flags and defaults apply). A rejected token or a missing repo is an error."""
+    if not adapter:
+        return {}
+    import yaml
+
+    path = Path(adapter).expanduser() / TRAINING_RECIPE
+    if not path.is_file():
+        if Path(adapter).expanduser().exists():
+            return {}
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
+
+        from cbt_llm.hub.client import hub_errors
+
+        with hub_errors("read the training recipe of", adapter, "model", revision or "main"):
+            try:
+                path = Path(hf_hub_download(adapter, TRAINING_RECIPE, revision=revision))
+            except (EntryNotFoundError, OfflineModeIsEnabled):  # no recipe, or offline and not cached
+                return {}
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return recipe if isinstance(recipe, dict) else {}
+
+
+def base_model_of(adapter: str) -> str:
+    """The base model an adapter was trained on (``base_model_name_or_path`` of its PEFT config)."""
+    from peft import PeftConfig
+
+    try:
+        return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    except Exception as err:  # noqa: BLE001 - peft raises ValueError/OSError for a missing config
+        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({str(err).splitlines()[0][:200]})") from None
 
 
 def _dtype(dtype: str | None, device: str) -> Any:

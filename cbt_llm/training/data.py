@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cbt_llm.data.dialogue_prompts import dataset_configs
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
 
@@ -17,25 +18,6 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
     from cbt_llm.training.train import CbtScriptArguments
-
-
-def dataset_configs(spec: str) -> list[str]:
-    """The config names of ``dataset_config`` (one name, or several joined by commas), each once, in order."""
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    if not names or len(set(names)) != len(names):
-        raise CbtLlmError(f"dataset_config {spec!r}: name one config, or several joined by commas, each once "
-                          "(e.g. sft,dialogue)")
-    return names
-
-
-def model_system_prompt(script_args: CbtScriptArguments) -> str:
-    """The system line the trained model expects (its card's): the dialogues' own when a recipe trains on the
-    dialogue config alone and sets no line of its own (the rule of ``_load_config``), else the recipe's."""
-    from cbt_llm.data.dialogue_prompts import dialogue_system_prompt
-
-    if dataset_configs(script_args.dataset_config) == ["dialogue"]:
-        return dialogue_system_prompt(script_args.system_prompt)
-    return script_args.system_prompt
 
 
 def load_training_dataset(script_args: CbtScriptArguments) -> DatasetDict:

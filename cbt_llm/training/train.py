@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
 from cbt_llm.errors import CbtLlmError
+from cbt_llm.models.loading import TRAINING_RECIPE
 
 if TYPE_CHECKING:
     from trl import ModelConfig, SFTConfig, SFTTrainer
 
 LOSS_CURVE = "loss_curve.png"
-RESOLVED_RECIPE = "training_recipe.yaml"
 # Options that older transformers/TRL recipes name differently, for the error that names an unknown one.
 RENAMED_OPTIONS = {"group_by_length": "train_sampling_strategy: group_by_length"}
 HELP_ALL = "--help-all"  # `--help` prints the short usage; this flag, every TrlParser option after it
@@ -269,10 +269,10 @@ def write_run_files(trainer: SFTTrainer, output_dir: Path, script_args: CbtScrip
     import yaml
 
     from cbt_llm.cards import render_model_card
-    from cbt_llm.training.data import model_system_prompt
+    from cbt_llm.data.dialogue_prompts import model_system_prompt
 
     recipe = resolved_recipe(script_args, training_args, model_args)
-    (output_dir / RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=True),
+    (output_dir / TRAINING_RECIPE).write_text(yaml.safe_dump(recipe, allow_unicode=True, sort_keys=True),
                                               encoding="utf-8")
     trainer.state.save_to_json(str(output_dir / "trainer_state.json"))
     plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE)
@@ -282,7 +282,7 @@ def write_run_files(trainer: SFTTrainer, output_dir: Path, script_args: CbtScrip
         license=script_args.model_license,
         recipe=recipe,
         log_history=trainer.state.log_history,
-        system_prompt=model_system_prompt(script_args),
+        system_prompt=model_system_prompt(script_args.system_prompt, script_args.dataset_config),
         loss_curve=LOSS_CURVE,
     )
     (output_dir / "README.md").write_text(card, encoding="utf-8")
