@@ -161,14 +161,15 @@ def test_safety_eval_figures_per_layer():
 def test_written_work_set_figures_hold():
     # messages written in the style of real ones, not used to train the classifier. Measured with the shipped
     # v3 model: zh crisis -> crisis 127/169 (v2: 112), none -> crisis 6/132 (v2: 0; long distress narratives the
-    # whole-message window reads as crisis); en crisis -> concern or crisis 30/50 (v2: 42), none -> crisis 1/45
+    # whole-message window reads as crisis); en crisis -> concern or crisis 44/50 (v3 before its English rules: 30,
+    # v2: 42), none -> crisis 1/45
     results = evaluate(WRITTEN_WORK, "combined").results
 
     def count(language, gold, levels):
         return sum(m.language == language and m.gold == gold and level in levels for m, level in results)
 
     assert count("zh", "crisis", {"crisis"}) >= 120 and count("zh", "none", {"crisis"}) <= 6
-    assert count("en", "crisis", {"concern", "crisis"}) >= 29 and count("en", "none", {"crisis"}) <= 2
+    assert count("en", "crisis", {"concern", "crisis"}) >= 43 and count("en", "none", {"crisis"}) <= 2
 
 
 def test_zh_look_alikes_stay_below_crisis():

@@ -104,6 +104,38 @@ def test_english_look_alikes_stay_quiet(text):
 
 
 @pytest.mark.parametrize("text", [
+    # English classes the v3 rules missed in the written work set, in this test's own words
+    "thinking about ctb after the holidays", "honestly so done with existing", "i want out of this life for good",
+    "i'd just end it myself if i had the guts", "every morning i wish a bus would plow into me",
+    "hoping the flight goes down so i never have to land", "the scan came back unclear and im hoping its cancer",
+    "my plan is to take all the sleeping pills at once", "going to walk into the lake after dark",
+    "i know exactly how i would end it", "first week home after my attempt and everyone is tiptoeing",
+    "cut too deep on purpose this time", "punched the mirror on purpose and lied about it",
+    "cut on my thigh again where nobody looks", "i really want to cut tonight",
+    "carved the word into my arm with a pin", "the blade in my desk keeps calling me",
+    "swallowed everything in the medicine cabinet an hour ago", "saved every pill from my last three refills",
+])
+def test_english_written_set_miss_classes(text):
+    assert assess_lexicon(text).level == "crisis", assess_lexicon(text)
+
+
+@pytest.mark.parametrize("text", [
+    # the look-alikes those English rules were held to
+    "my attempt at sourdough failed again", "this is my attempt to explain the homework", "i want to cut my hair short",
+    "want to cut down on sugar", "is the shelf high enough for the tv", "kids love to walk into the sea and splash",
+    "going to walk into the river museum tomorrow", "hoping the plane lands on time", "wish the car would hit 60 faster",
+    "i hope the bus doesnt crash in this snow", "i hope its bad weather so the game gets cancelled",
+    "done with this life of fast food", "i want out of this job so badly", "pills with alcohol are dangerous",
+    "took everything in the cabinet out to clean it", "my cat scratched my arm on purpose",
+    "i hit the gym on purpose at 6am", "i know exactly how i would do it if i were the coach",
+    "ctb means catch the bus right", "wanna stick around after class", "i bought a rope swing for the backyard",
+    "just tying up loose ends at work before my vacation", "updated my will after the baby was born",
+])
+def test_english_written_set_look_alikes_stay_below_crisis(text):
+    assert assess_lexicon(text).level != "crisis", assess_lexicon(text)
+
+
+@pytest.mark.parametrize("text", [
     # passive wishes without a death word (classes seen in tests/data/safety_written_work.jsonl)
     "每天晚上都希望明天别醒了", "要是今晚睡着就不再醒该多好", "真想睡过去永远不要起来",
     "只求别再有明天", "好想永远休息，不是睡懒觉那种", "我要是就这么没了多好",
