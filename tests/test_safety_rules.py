@@ -114,6 +114,8 @@ def test_english_look_alikes_stay_quiet(text):
     "cut on my thigh again where nobody looks", "i really want to cut tonight",
     "carved the word into my arm with a pin", "the blade in my desk keeps calling me",
     "swallowed everything in the medicine cabinet an hour ago", "saved every pill from my last three refills",
+    "cut my wrist with a razor last night", "cut my arm again tonight",  # an accident's wording does not mask these
+    "cut my arm on the edge of the razor",
 ])
 def test_english_written_set_miss_classes(text):
     assert assess_lexicon(text).level == "crisis", assess_lexicon(text)
@@ -130,6 +132,7 @@ def test_english_written_set_miss_classes(text):
     "i hit the gym on purpose at 6am", "i know exactly how i would do it if i were the coach",
     "ctb means catch the bus right", "wanna stick around after class", "i bought a rope swing for the backyard",
     "just tying up loose ends at work before my vacation", "updated my will after the baby was born",
+    "cut my arm on a fence while hiking, needed a bandage", "burned my hand on the stove again",
 ])
 def test_english_written_set_look_alikes_stay_below_crisis(text):
     assert assess_lexicon(text).level != "crisis", assess_lexicon(text)
