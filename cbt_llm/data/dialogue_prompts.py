@@ -44,10 +44,15 @@ DIALOGUE_SYSTEM_PROMPTS = {
 
 
 
+def set_on_purpose(system_prompt: str | None) -> bool:
+    """Whether a system line was chosen by the user: given, and not the paper's line (the default everywhere)."""
+    return system_prompt not in (None, SYSTEM_PROMPT_ZH)
+
+
 def dialogue_system_prompt(system_prompt: str | None, language: str = "zh") -> str:
     """A dialogue's system line: one set on purpose, else the dialogues' own in ``language`` (the paper's
     single-turn line, the default everywhere, is not a dialogue's)."""
-    return system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else DIALOGUE_SYSTEM_PROMPTS[language]
+    return system_prompt if set_on_purpose(system_prompt) else DIALOGUE_SYSTEM_PROMPTS[language]
 
 
 def dataset_configs(spec: str) -> list[str]:
@@ -66,7 +71,7 @@ def model_system_prompt(system_prompt: str | None, dataset_config: str | None = 
     paper's line in that language. Training writes it into the card; predict and the chat send it."""
     if dataset_config and dataset_configs(dataset_config) == ["dialogue"]:
         return dialogue_system_prompt(system_prompt, language)
-    return system_prompt if system_prompt not in (None, SYSTEM_PROMPT_ZH) else SYSTEM_PROMPTS[language]
+    return system_prompt if set_on_purpose(system_prompt) else SYSTEM_PROMPTS[language]
 
 
 def recipe_system_prompts(recipe: Mapping[str, Any]) -> dict[str, str]:

@@ -38,8 +38,6 @@ def peft_wrapping() -> Iterator[None]:
 
 def _adapter_source(adapter: str, revision: str | None, token: str | None) -> tuple[str, str | None, bool, str]:
     """``(source, revision, ships_tokenizer, base_model)`` of an adapter folder or Hub repo."""
-    from peft import PeftConfig
-
     local = Path(adapter).expanduser()
     if local.is_dir():
         if not (local / ADAPTER_CONFIG).is_file():
@@ -57,11 +55,7 @@ def _adapter_source(adapter: str, revision: str | None, token: str | None) -> tu
         if ADAPTER_CONFIG not in names:
             raise CbtLlmError(f"model repo {adapter} has no {ADAPTER_CONFIG}; it is not a PEFT adapter")
         source, revision, has_tokenizer = adapter, info.sha, TOKENIZER_CONFIG in names  # every file from one commit
-    try:
-        base = PeftConfig.from_pretrained(source, revision=revision, token=token).base_model_name_or_path
-    except (OSError, ValueError) as err:
-        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({first_line(err, 200)})") from None
-    return source, revision, has_tokenizer, base
+    return source, revision, has_tokenizer, base_model_of(source, revision, token)
 
 
 def read_recipe(adapter: str | None, revision: str | None = None) -> dict:
@@ -89,14 +83,14 @@ def read_recipe(adapter: str | None, revision: str | None = None) -> dict:
     return recipe if isinstance(recipe, dict) else {}
 
 
-def base_model_of(adapter: str) -> str:
+def base_model_of(adapter: str, revision: str | None = None, token: str | None = None) -> str:
     """The base model an adapter was trained on (``base_model_name_or_path`` of its PEFT config)."""
     from peft import PeftConfig
 
     try:
-        return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+        return PeftConfig.from_pretrained(adapter, revision=revision, token=token).base_model_name_or_path
     except Exception as err:  # noqa: BLE001 - peft raises ValueError/OSError for a missing config
-        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({str(err).splitlines()[0][:200]})") from None
+        raise CbtLlmError(f"{adapter}: not a PEFT adapter folder or repo ({first_line(err, 200)})") from None
 
 
 def _dtype(dtype: str | None, device: str) -> Any:

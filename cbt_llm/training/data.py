@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cbt_llm.data.dialogue_prompts import dataset_configs
-from cbt_llm.data.prompts import SYSTEM_PROMPT_ZH
+from cbt_llm.data.dialogue_prompts import dataset_configs, set_on_purpose
 from cbt_llm.errors import CbtLlmError
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def _load_config(script_args: CbtScriptArguments, name: str, as_messages: bool) 
         # A dialogue keeps its own system line (the counsellor of a conversation) unless the recipe sets another
         # than the paper's single-turn line, the same rule as the cbt_qa builder's.
         def with_dialogue_system_line(row):
-            if system == SYSTEM_PROMPT_ZH:
+            if not set_on_purpose(system):
                 return {"messages": row["messages"]}
             return {"messages": [{"role": "system", "content": system},
                                  *(m for m in row["messages"] if m["role"] != "system")]}
